@@ -1,0 +1,116 @@
+import Glibc
+import CStrataSys
+
+/// Process-level calls the command line needs: spawning the background daemon,
+/// a readiness pipe, waiting, and writing to the standard streams (which Swift 6
+/// strict concurrency does not let other modules touch through `stderr`).
+public enum ProcessControl {
+    /// A pipe; both ends are owned `Descriptor`s. The read end is close-on-exec,
+    /// the write end is inherited by children (it is the daemon's readiness channel).
+    public static func makeReadinessPipe() throws -> (read: Descriptor, write: Descriptor) {
+        var fds: [Int32] = [0, 0]
+        _ = try retrying("pipe") { Glibc.pipe(&fds) }
+        _ = Glibc.fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+        return (Descriptor(owning: fds[0]), Descriptor(owning: fds[1]))
+    }
+
+    /// Spawns `path` with `arguments` (argv[0] included) in a new session with
+    /// stdin from /dev/null, inheriting stdout/stderr and non-CLOEXEC descriptors.
+    /// Wraps `posix_spawn(3)` with POSIX_SPAWN_SETSID.
+    public static func spawnInNewSession(_ path: String, arguments: [String]) throws -> Int32 {
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
+        argv.append(nil)
+        defer { for p in argv { free(p) } }
+        // SAFETY: argv is a NULL-terminated array of strdup'd strings freed after spawn; environ is the process environment.
+        let pid = try retrying("posix_spawn") { strata_spawn_session(path, &argv, environ) }
+        return pid
+    }
+
+    /// Waits for `pid` to exit; returns its exit status (128+signal for a signal).
+    public static func waitForExit(_ pid: Int32) throws -> Int32 {
+        var status: Int32 = 0
+        _ = try retrying("waitpid") { Glibc.waitpid(pid, &status, 0) }
+        if status & 0x7f == 0 { return (status >> 8) & 0xff }
+        return 128 + (status & 0x7f)
+    }
+
+    /// Path of the running executable (`/proc/self/exe`).
+    public static func executablePath() throws -> String {
+        try System.canonicalPath("/proc/self/exe")
+    }
+
+    /// Reads one byte from `descriptor`; `nil` at end of file.
+    public static func readByte(_ descriptor: Descriptor) throws -> UInt8? {
+        var byte: UInt8 = 0
+        let n = try retrying("read") { Glibc.read(descriptor.rawValue, &byte, 1) }
+        return n == 1 ? byte : nil
+    }
+
+    /// Writes one byte to a raw descriptor number (the inherited readiness fd) and closes it.
+    public static func signalReadiness(fileDescriptor: Int32) {
+        var byte: UInt8 = 1
+        _ = Glibc.write(fileDescriptor, &byte, 1)
+        _ = Glibc.close(fileDescriptor)
+    }
+
+    /// Points stdin, stdout and stderr at /dev/null (or stdout/stderr at `logPath`,
+    /// appended) so the daemon no longer holds its caller's terminal or pipes.
+    public static func detachStandardStreams(logPath: String?) {
+        let null = Glibc.open("/dev/null", O_RDWR)
+        var out = null
+        if let logPath {
+            let fd = Glibc.open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+            if fd >= 0 { out = fd }
+        }
+        if null >= 0 { _ = dup2(null, 0) }
+        if out >= 0 { _ = dup2(out, 1); _ = dup2(out, 2) }
+        if null > 2 { _ = Glibc.close(null) }
+        if out > 2 && out != null { _ = Glibc.close(out) }
+    }
+
+    /// Writes `text` to standard error, unbuffered.
+    public static func writeStandardError(_ text: String) { writeAll(2, text) }
+    /// Writes `text` to standard output, unbuffered.
+    public static func writeStandardOutput(_ text: String) { writeAll(1, text) }
+
+    /// Writes raw bytes to standard output.
+    public static func writeStandardOutput(bytes: [UInt8]) {
+        bytes.withUnsafeBytes { b in writeAll(1, b) }
+    }
+
+    private static func writeAll(_ fd: Int32, _ text: String) {
+        var copy = text
+        copy.withUTF8 { b in writeAll(fd, UnsafeRawBufferPointer(b)) }
+    }
+
+    private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n < 0 { if errno == EINTR { continue }; return }
+            offset += n
+        }
+    }
+
+    /// Whether standard error is a terminal.
+    public static var standardErrorIsTerminal: Bool { isatty(2) == 1 }
+
+    /// Sends `signal` to `pid`.
+    public static func sendSignal(_ signal: Int32, to pid: Int32) throws {
+        _ = try retrying("kill") { Glibc.kill(pid, signal) }
+    }
+
+    /// Sleeps for `milliseconds`.
+    public static func sleep(milliseconds: Int) { _ = usleep(UInt32(milliseconds) * 1000) }
+
+    /// Opens /dev/fuse read-write and closes it again: whether this process may use FUSE directly.
+    public static func checkFuseDevice() -> SystemCallError? {
+        let fd = Glibc.open("/dev/fuse", O_RDWR | O_CLOEXEC)
+        if fd < 0 { return SystemCallError("open /dev/fuse", errno: errno) }
+        _ = Glibc.close(fd)
+        return nil
+    }
+
+    /// Whether an executable exists at `path`.
+    public static func isExecutable(_ path: String) -> Bool { access(path, X_OK) == 0 }
+}

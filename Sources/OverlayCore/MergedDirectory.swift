@@ -1,0 +1,59 @@
+import LayerSystem
+
+/// One visible name of a merged directory.
+public struct ListingEntry: Sendable, Hashable {
+    public var name: FileName
+    /// Type of the winning object (`d_type`).
+    public var kind: FileKind
+    /// The inode number `stat` shows for the winning object (`d_ino`).
+    public var inode: UInt64
+    public init(name: FileName, kind: FileKind, inode: UInt64) {
+        self.name = name; self.kind = kind; self.inode = inode
+    }
+}
+
+/// Builds the listing of a merged directory.
+///
+/// Ordering contract: layers are read topmost first and names appear in the
+/// order each layer's filesystem returns them, each name once (where the
+/// topmost layer holding it put it). The result is deterministic for
+/// unchanged layers, so a listing rebuilt later has the same order; callers
+/// cache it per directory so offsets stay valid across handles.
+///
+/// Hidden: `.wh.*` files and the opaque marker; names whited out (char 0/0 or
+/// `.wh.NAME`) in a layer hide that name in the layers below only.
+public enum MergedDirectory {
+    public static func listing(of directories: [LayerDirectory], stack: LayerStack) throws(OverlayError) -> [ListingEntry] {
+        var entries: [ListingEntry] = []
+        var seen: Set<FileName> = []
+        for directory in directories {
+            var whiteouts: [FileName] = []
+            try system("cannot read directory in layer \(stack.layers[directory.layer].path)") {
+                try directory.descriptor.forEachEntry { entry in
+                    if OverlayMarkers.isOCIMarker(entry.name) {
+                        if let target = OverlayMarkers.whitedOutName(entry.name) { whiteouts.append(target) }
+                        return
+                    }
+                    if seen.contains(entry.name) { return }
+                    var kind = entry.kind
+                    var inode = entry.inode
+                    if kind == nil || kind == .characterDevice {
+                        guard let attributes = try directory.descriptor.attributesIfPresent(of: entry.name) else { return }
+                        if OverlayMarkers.isWhiteoutDevice(attributes) {
+                            whiteouts.append(entry.name)
+                            return
+                        }
+                        kind = attributes.kind
+                        inode = attributes.inode
+                    }
+                    guard let kind else { return }
+                    seen.insert(entry.name)
+                    entries.append(ListingEntry(name: entry.name, kind: kind,
+                                                inode: stack.exposedInode(inode, layer: directory.layer)))
+                }
+            }
+            seen.formUnion(whiteouts)
+        }
+        return entries
+    }
+}

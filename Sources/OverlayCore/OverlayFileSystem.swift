@@ -1,0 +1,220 @@
+import LayerSystem
+import Synchronization
+import Glibc
+
+/// Tunables of the core.
+public struct OverlayOptions: Sendable {
+    /// Directory descriptors kept open at most (the hard open-file limit here is 20000).
+    public var directoryDescriptorLimit: Int = 8192
+    public init() {}
+}
+
+/// The overlay, FUSE-free: per-name resolution through the stack, the node
+/// table, merged listings, and object access. The FUSE adapter and library
+/// users call this; it never imports CFuse.
+///
+/// Nodes are identified by 64-bit IDs (FUSE node IDs); `rootID` is the root.
+/// Every successful `lookup` adds one reference that `forget` drops.
+///
+/// Locks and their order: `table` guards the node table and its name and
+/// listing caches; `descriptors` (a leaf lock) guards the directory
+/// descriptor cache. They are never held together, and no syscall is made
+/// while `table` is held: lookups resolve outside the lock and re-check
+/// before inserting, so concurrent lookups of one name agree on one node.
+public final class OverlayFileSystem: Sendable {
+    public static let rootID: UInt64 = NodeTable.rootID
+
+    public let stack: LayerStack
+    public let options: OverlayOptions
+    let table: Mutex<NodeTable>
+    let descriptors: DirectoryDescriptorCache
+
+    public init(stack: LayerStack, options: OverlayOptions = OverlayOptions()) throws(OverlayError) {
+        self.stack = stack
+        self.options = options
+        self.table = Mutex(NodeTable(root: try NameResolver.root(of: stack)))
+        self.descriptors = DirectoryDescriptorCache(capacity: options.directoryDescriptorLimit)
+    }
+
+    /// Whether the overlay has a writable upper layer.
+    public var isWritable: Bool { stack.upper != nil }
+
+    // MARK: Lookup
+
+    /// Resolves `name` in directory `parent` and adds a reference to its node.
+    /// Throws ENOENT for absent names (cached as negative entries), ENOTDIR if
+    /// `parent` is not a directory.
+    public func lookup(parent: UInt64, name: FileName) throws(OverlayError) -> (node: UInt64, attributes: FileAttributes) {
+        guard name.isValidComponent, !OverlayMarkers.isOCIMarker(name) else { throw .notFound() }
+        enum Cached { case hit(UInt64, FileAttributes), negative, miss([Int]) }
+        let cached: Cached = try table.withLock { (t) throws(OverlayError) -> Cached in
+            guard let p = t.nodes[parent] else { throw OverlayError(.notFound, errno: ESTALE, "stale node \(parent)") }
+            guard p.resolution.isDirectory else { throw OverlayError(.notADirectory, errno: ENOTDIR, "not a directory") }
+            if let child = p.children[name] {
+                guard let resolution = child.resolution else { return .negative }
+                let id = t.reference(parent: parent, name: name, resolution: resolution)
+                return .hit(id, resolution.attributes)
+            }
+            return .miss(p.resolution.layers)
+        }
+        switch cached {
+        case .hit(let id, let attributes): return (id, attributes)
+        case .negative: throw .notFound()
+        case .miss(let layers):
+            let parents = try layers.map { (layer) throws(OverlayError) in
+                LayerDirectory(layer: layer, descriptor: try directory(node: parent, layer: layer))
+            }
+            let resolved = try NameResolver.resolve(name, in: parents, stack: stack)
+            let outcome: (UInt64, FileAttributes)? = table.withLock { t in
+                guard t.nodes[parent] != nil else { return nil }
+                if let child = t.nodes[parent]!.children[name] {
+                    // Another thread resolved it first: use its result.
+                    guard let resolution = child.resolution else { return nil }
+                    return (t.reference(parent: parent, name: name, resolution: resolution), resolution.attributes)
+                }
+                guard let (resolution, _) = resolved else {
+                    t.nodes[parent]!.children[name] = NodeTable.Child(resolution: nil, node: nil)
+                    return nil
+                }
+                return (t.reference(parent: parent, name: name, resolution: resolution), resolution.attributes)
+            }
+            guard let (id, attributes) = outcome else { throw .notFound() }
+            if let (_, opened) = resolved {
+                for d in opened { descriptors.insert(d.descriptor, node: id, layer: d.layer) }
+            }
+            return (id, attributes)
+        }
+    }
+
+    /// Drops `count` references to `node`; frees it (and its caches) at zero.
+    public func forget(_ node: UInt64, count: UInt64) {
+        let removed = table.withLock { $0.forget(node, count: count) }
+        for (id, layers) in removed { descriptors.remove(node: id, layers: layers) }
+    }
+
+    /// Number of live nodes (the root included).
+    public var nodeCount: Int { table.withLock { $0.nodes.count } }
+
+    /// Resolves a relative path (components) from the root, taking one
+    /// reference per component the caller must `forget`; for library users and tests.
+    public func resolve(path components: [FileName]) throws(OverlayError) -> (node: UInt64, attributes: FileAttributes) {
+        var current = (node: Self.rootID, attributes: try attributes(of: Self.rootID))
+        for name in components { current = try lookup(parent: current.node, name: name) }
+        return current
+    }
+
+    // MARK: Attributes and objects
+
+    /// The attributes the mount shows for `node`.
+    public func attributes(of node: UInt64) throws(OverlayError) -> FileAttributes {
+        try record(node).resolution.attributes
+    }
+
+    /// The resolution behind `node`.
+    public func resolution(of node: UInt64) throws(OverlayError) -> Resolution {
+        try record(node).resolution
+    }
+
+    func record(_ node: UInt64) throws(OverlayError) -> NodeTable.Node {
+        guard let n = table.withLock({ $0.nodes[node] }) else {
+            throw OverlayError(.notFound, errno: ESTALE, "stale node \(node)")
+        }
+        return n
+    }
+
+    /// A readable descriptor of `node`'s directory in `layer`: from the cache,
+    /// or reopened by name from the parent's descriptor in that layer
+    /// (O_DIRECTORY | O_NOFOLLOW: a symlink put in its place is never followed).
+    public func directory(node: UInt64, layer: Int) throws(OverlayError) -> Descriptor {
+        if node == Self.rootID { return stack.layers[layer].root }
+        if let d = descriptors.descriptor(node: node, layer: layer) { return d }
+        let n = try record(node)
+        let parentDirectory = try directory(node: n.parent, layer: layer)
+        let d = try system("cannot open directory \(n.name) in layer \(stack.layers[layer].path)") {
+            try parentDirectory.open(n.name, [.directory])
+        }
+        descriptors.insert(d, node: node, layer: layer)
+        return d
+    }
+
+    /// The layer directory holding `node`'s winning object, and its name there.
+    public func location(of node: UInt64) throws(OverlayError) -> (parent: Descriptor, name: FileName, layer: Int) {
+        let n = try record(node)
+        guard node != Self.rootID else { throw OverlayError(.invalidArgument, errno: EINVAL, "the root has no parent") }
+        let layer = n.resolution.topLayer
+        return (try directory(node: n.parent, layer: layer), n.name, layer)
+    }
+
+    /// A descriptor for the winning object itself: the directory for a
+    /// directory, else an `O_PATH` descriptor (never following a symlink).
+    public func objectDescriptor(_ node: UInt64) throws(OverlayError) -> Descriptor {
+        let n = try record(node)
+        if n.resolution.isDirectory { return try directory(node: node, layer: n.resolution.topLayer) }
+        let (parent, name, _) = try location(of: node)
+        return try system("cannot open \(name)") { try parent.open(name, [.path]) }
+    }
+
+    /// Opens the winning file for reading. Without an upper layer any write
+    /// access is EROFS.
+    public func openFile(_ node: UInt64, flags: Int32) throws(OverlayError) -> Descriptor {
+        let access = flags & OpenFlags.accessModeMask
+        let wantsWrite = access != 0 || flags & (OpenFlags.truncate.rawValue | OpenFlags.append.rawValue) != 0
+        if wantsWrite && !isWritable { throw .readOnly() }
+        let n = try record(node)
+        if n.resolution.isDirectory { throw OverlayError(.isADirectory, errno: EISDIR, "is a directory") }
+        let (parent, name, _) = try location(of: node)
+        let passed = OpenFlags(rawValue: flags & O_NONBLOCK)
+        return try system("cannot open \(name)") { try parent.open(name, passed) }
+    }
+
+    /// Target of a symlink node.
+    public func readLink(_ node: UInt64) throws(OverlayError) -> [UInt8] {
+        let n = try record(node)
+        guard n.resolution.kind == .symlink else { throw OverlayError(.invalidArgument, errno: EINVAL, "not a symlink") }
+        let (parent, name, _) = try location(of: node)
+        return try system("cannot read link \(name)") { try parent.readLink(name) }
+    }
+
+    /// The merged listing of directory `node` (cached; see `MergedDirectory`).
+    public func listing(of node: UInt64) throws(OverlayError) -> [ListingEntry] {
+        let n = try record(node)
+        guard n.resolution.isDirectory else { throw OverlayError(.notADirectory, errno: ENOTDIR, "not a directory") }
+        if let listing = n.listing { return listing }
+        let directories = try n.resolution.layers.map { (layer) throws(OverlayError) in
+            LayerDirectory(layer: layer, descriptor: try directory(node: node, layer: layer))
+        }
+        let listing = try MergedDirectory.listing(of: directories, stack: stack)
+        return table.withLock { t in
+            if let existing = t.nodes[node]?.listing { return existing }
+            t.nodes[node]?.listing = listing
+            return listing
+        }
+    }
+
+    /// The parent node of `node` (the root is its own parent).
+    public func parent(of node: UInt64) throws(OverlayError) -> UInt64 { try record(node).parent }
+
+    // MARK: Extended attributes
+
+    /// Value of a visible xattr; overlay-private names are ENODATA.
+    public func extendedAttribute(_ node: UInt64, name: String) throws(OverlayError) -> [UInt8] {
+        if OverlayMarkers.isPrivateXattr(Array(name.utf8)) { throw OverlayError(.noData, errno: ENODATA, "no such attribute") }
+        let d = try objectDescriptor(node)
+        guard let value = try system("cannot read attribute \(name)", { try d.extendedAttribute(name) }) else {
+            throw OverlayError(.noData, errno: ENODATA, "no such attribute")
+        }
+        return value
+    }
+
+    /// Names of the visible xattrs (overlay-private ones removed).
+    public func extendedAttributeNames(_ node: UInt64) throws(OverlayError) -> [[UInt8]] {
+        let d = try objectDescriptor(node)
+        return try system("cannot list attributes") { try d.extendedAttributeNames() }
+            .filter { !OverlayMarkers.isPrivateXattr($0) }
+    }
+
+    /// Statistics of the top layer's filesystem (the upper when there is one).
+    public func fileSystemStatistics() throws(OverlayError) -> FileSystemStatistics {
+        try system("cannot stat filesystem") { try stack.layers[0].root.fileSystemStatistics() }
+    }
+}

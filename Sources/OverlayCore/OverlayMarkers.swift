@@ -1,0 +1,62 @@
+import LayerSystem
+
+/// Every on-disk encoding of overlay metadata, in one place.
+///
+/// Two formats are read, both as kernel overlayfs and OCI image layers define them:
+/// - overlay: a whiteout is a character device 0/0; an opaque directory has the
+///   xattr `trusted.overlay.opaque=y` (or `user.overlay.opaque=y` for unprivileged
+///   overlays). Value `x` is *not* opaque (kernel 6.7+: "has xwhiteouts").
+/// - OCI/AUFS (layer tars extracted naively): a file `.wh.NAME` deletes `NAME`
+///   from the layers below; a file `.wh..wh..opq` makes its directory opaque.
+///   Both hide only what lies *below* their own layer.
+///
+/// Markers never appear in the merged view, and overlay-private xattrs are
+/// never shown, copied up or counted as changes.
+public enum OverlayMarkers {
+    /// Prefix of an OCI whiteout file name.
+    public static let whiteoutPrefix: FileName = ".wh."
+    /// Name of the OCI opaque-directory marker file.
+    public static let opaqueMarkerName: FileName = ".wh..wh..opq"
+    /// Opaque xattr written by privileged overlays (and by Strata as root).
+    public static let trustedOpaque = "trusted.overlay.opaque"
+    /// Opaque xattr of unprivileged (`userxattr`) overlays.
+    public static let userOpaque = "user.overlay.opaque"
+    /// The value that marks a directory opaque.
+    public static let opaqueValue: [UInt8] = Array("y".utf8)
+    /// Prefixes of overlay-private xattrs: hidden from readers, never copied up.
+    public static let privateXattrPrefixes: [[UInt8]] = [Array("trusted.overlay.".utf8), Array("user.overlay.".utf8)]
+
+    /// Whether `attributes` describe an overlay whiteout (character device 0/0).
+    public static func isWhiteoutDevice(_ attributes: FileAttributes) -> Bool {
+        attributes.kind == .characterDevice && attributes.specialDevice == 0
+    }
+
+    /// Whether `name` is a marker in OCI format (`.wh.*`), never shown.
+    public static func isOCIMarker(_ name: FileName) -> Bool { name.hasPrefix(whiteoutPrefix) }
+
+    /// The name an OCI whiteout file deletes, or `nil` if `name` is not one
+    /// (the opaque marker is not a whiteout).
+    public static func whitedOutName(_ name: FileName) -> FileName? {
+        guard name.hasPrefix(whiteoutPrefix), name != opaqueMarkerName else { return nil }
+        let target = name.dropFirst(whiteoutPrefix.bytes.count)
+        return target.isValidComponent ? target : nil
+    }
+
+    /// The OCI whiteout file name for `name`.
+    public static func ociWhiteoutName(for name: FileName) -> FileName { whiteoutPrefix + name }
+
+    /// Whether an xattr name is overlay-private.
+    public static func isPrivateXattr(_ name: [UInt8]) -> Bool {
+        privateXattrPrefixes.contains { name.starts(with: $0) }
+    }
+
+    /// Whether the directory open at `directory` is opaque in either format.
+    /// Costs up to three syscalls; callers ask only when a lower layer would
+    /// otherwise be merged.
+    public static func isOpaque(_ directory: Descriptor) -> Bool {
+        for key in [trustedOpaque, userOpaque] {
+            if let value = try? directory.extendedAttribute(key), value == opaqueValue { return true }
+        }
+        return (try? directory.attributesIfPresent(of: opaqueMarkerName)) != nil
+    }
+}
