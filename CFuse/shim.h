@@ -7,6 +7,7 @@
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 #include <fuse_opt.h>
+#include <stddef.h>
 
 /// FUSE_ARGS_INIT is a macro; this is the same initialiser as a function.
 static inline struct fuse_args strata_fuse_args_init(int argc, char **argv) {

@@ -35,7 +35,7 @@ public struct StrataCommand: ParsableCommand {
 }
 
 /// A command's failure: printed as `strata: MESSAGE` on one line, exit status `exitCode`.
-public struct CommandFailure: Error, CustomStringConvertible {
+public struct CommandFailure: Error, CustomStringConvertible, Sendable {
     public var message: String
     public var exitCode: Int32
     public init(_ message: String, exitCode: Int32 = 1) {

@@ -1,0 +1,50 @@
+import CFuse
+import Glibc
+import LayerSystem
+import OverlayCore
+
+/// State every FUSE callback reaches through `fuse_req_userdata` (never a
+/// global): the overlay core, the open handles, and the session options.
+final class FuseContext: Sendable {
+    let overlay: OverlayFileSystem
+    let options: FuseMountOptions
+    let handles = HandleTable()
+
+    init(overlay: OverlayFileSystem, options: FuseMountOptions) {
+        self.overlay = overlay
+        self.options = options
+    }
+
+    /// The context of a request.
+    static func of(_ req: fuse_req_t?) -> FuseContext {
+        // SAFETY: userdata is the Unmanaged FuseContext passed to fuse_session_new, retained for the session's life.
+        Unmanaged<FuseContext>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue()
+    }
+
+    /// Replies with the errno of `error`, logging it in debug mode.
+    func fail(_ req: fuse_req_t?, _ error: OverlayError, _ op: StaticString) {
+        if options.debugLog || error.errno == EIO {
+            ProcessControl.writeStandardError("strata: \(op): \(error)\n")
+        }
+        fuse_reply_err(req, error.errno)
+    }
+
+    /// Fills an entry reply for `node`.
+    func entry(node: UInt64, attributes: FileAttributes) -> fuse_entry_param {
+        var e = fuse_entry_param()
+        e.ino = fuse_ino_t(node)
+        e.generation = 1
+        attributes.withStat { e.attr = $0 }
+        e.attr_timeout = options.attributeTimeout
+        e.entry_timeout = options.entryTimeout
+        return e
+    }
+}
+
+/// Decodes a C name from the kernel into a `FileName`.
+@inline(__always)
+func fileName(_ name: UnsafePointer<CChar>?) -> FileName {
+    guard let name else { return FileName(bytes: []) }
+    // SAFETY: the kernel passes a NUL-terminated name valid for the callback.
+    return FileName(bytes: Array(UnsafeRawBufferPointer(start: name, count: strlen(name))))
+}

@@ -1,0 +1,100 @@
+import LayerSystem
+import OverlayFUSE
+
+/// Everything `strata mount` was asked to do, from either syntax
+/// (`--lower …` or fuse-overlayfs's `-o lowerdir=…`), validated before
+/// anything is mounted.
+public struct MountConfiguration: Sendable {
+    public var lowers: [String] = []
+    public var upper: String?
+    public var work: String?
+    public var mountPoint: String = ""
+    public var fuse = FuseMountOptions()
+
+    /// Options `-o` accepts besides the layer ones, passed to the kernel mount as they are.
+    static let kernelPassThrough: Set<String> = [
+        "suid", "nosuid", "dev", "nodev", "exec", "noexec", "atime", "noatime", "relatime",
+        "strictatime", "diratime", "nodiratime", "sync", "async", "dirsync",
+    ]
+
+    public init() {}
+
+    /// Applies one `-o` option list (comma-separated, `\,` escapes a comma; empty items allowed).
+    public mutating func apply(optionList: String) throws(CommandFailure) {
+        for item in LayerList.split(optionList, separator: ",") where !item.isEmpty {
+            let key: String, value: String?
+            if let eq = item.firstIndex(of: "=") {
+                key = String(item[..<eq]); value = String(item[item.index(after: eq)...])
+            } else {
+                key = item; value = nil
+            }
+            func required() throws(CommandFailure) -> String {
+                guard let value, !value.isEmpty else { throw CommandFailure("mount option \(key) needs a value (\(key)=…)") }
+                return value
+            }
+            func seconds() throws(CommandFailure) -> Double {
+                let v = try required()
+                guard let d = Double(v), d >= 0, d.isFinite else { throw CommandFailure("mount option \(key)=\(v): not a number of seconds") }
+                return d
+            }
+            switch key {
+            case "lowerdir": lowers = LayerList.layers(try required())
+            case "upperdir": upper = try required()
+            case "workdir": work = try required()
+            case "timeout":
+                let t = try seconds()
+                fuse.entryTimeout = t; fuse.attributeTimeout = t; fuse.negativeTimeout = t
+            case "entry_timeout": fuse.entryTimeout = try seconds()
+            case "attr_timeout": fuse.attributeTimeout = try seconds()
+            case "negative_timeout": fuse.negativeTimeout = try seconds()
+            case "threads", "max_threads":
+                let v = try required()
+                guard let n = Int(v), (1...256).contains(n) else { throw CommandFailure("mount option \(key)=\(v): expected 1…256") }
+                fuse.maxThreads = n
+            case "allow_other": fuse.allowOther = true
+            case "default_permissions": fuse.defaultPermissions = true
+            case "ro": break
+            case "rw": break
+            case _ where Self.kernelPassThrough.contains(key) && value == nil: fuse.kernelOptions.append(key)
+            default: throw CommandFailure("unknown mount option: \(item)")
+            }
+        }
+    }
+
+    /// Checks the layers and the mountpoint; each problem is one line naming it.
+    public func validate() throws(CommandFailure) {
+        guard !lowers.isEmpty else { throw CommandFailure("no lower layers given (use --lower TOP:…:BOTTOM or -o lowerdir=…)") }
+        if lowers.contains(where: \.isEmpty) { throw CommandFailure("empty layer path in the lower list") }
+        if upper != nil && work == nil { throw CommandFailure("an upper layer needs a work directory (--work or -o workdir=…)") }
+        if work != nil && upper == nil { throw CommandFailure("a work directory was given without an upper layer") }
+        guard !mountPoint.isEmpty else { throw CommandFailure("no mountpoint given") }
+        let point = try Self.directory(mountPoint, role: "mountpoint")
+        var layers: [(String, String)] = []
+        for lower in lowers { layers.append((lower, try Self.directory(lower, role: "layer"))) }
+        if let upper { layers.append((upper, try Self.directory(upper, role: "upper layer"))) }
+        if let work { layers.append((work, try Self.directory(work, role: "work directory"))) }
+        for (given, canonical) in layers {
+            if canonical == point { throw CommandFailure("the mountpoint \(mountPoint) is the layer \(given)") }
+            if point.hasPrefix(canonical == "/" ? "/" : canonical + "/") {
+                throw CommandFailure("the mountpoint \(mountPoint) is inside the layer \(given)")
+            }
+            if canonical.hasPrefix(point == "/" ? "/" : point + "/") {
+                throw CommandFailure("the mountpoint \(mountPoint) contains the layer \(given)")
+            }
+        }
+    }
+
+    /// The canonical path of an existing directory, or a one-line failure.
+    static func directory(_ path: String, role: String) throws(CommandFailure) -> String {
+        let attributes: FileAttributes
+        do { attributes = try System.attributes(path) } catch {
+            let reason = (error as? SystemCallError)?.message.lowercased() ?? "\(error)"
+            throw CommandFailure("\(role) \(path) cannot be used: \(reason)")
+        }
+        guard attributes.isDirectory else { throw CommandFailure("\(role) \(path) is not a directory") }
+        do { return try System.canonicalPath(path) } catch {
+            throw CommandFailure("\(role) \(path) cannot be resolved: \(error)")
+        }
+    }
+}
+
