@@ -74,7 +74,9 @@ public final class TreeWalk: ChangeSource {
                     j += 1
                 } else {
                     if !(sameDevice && newEntries[i].inode == oldEntries[j].inode) {
-                        try visit(newEntries[i].name, old: old, oldDevice: oldDevice, new: new, newDevice: newDevice, path: path)
+                        let present = try visit(newEntries[i].name, old: old, oldDevice: oldDevice, new: new,
+                                                newDevice: newDevice, path: path)
+                        if !present { removed.append(oldEntries[j]) }
                     }
                     i += 1
                     j += 1
@@ -84,19 +86,28 @@ public final class TreeWalk: ChangeSource {
             for entry in removed {
                 progress.tick()
                 let attributes = try reading("cannot stat \(displayPath(childPath(path, entry.name))) in \(oldPath)") {
-                    try old.attributes(of: entry.name)
+                    try old.attributesIfPresent(of: entry.name)
                 }
+                guard let attributes else { continue }
                 try emitter.emit(Change(kind: .deleted, path: childPath(path, entry.name), old: attributes))
             }
         }
 
-        /// One name of the new tree, with its old counterpart's directory if any.
+        /// One name of the new tree, with its old counterpart's directory if
+        /// any; `false` when the name is listed but absent (it vanished, or an
+        /// overlay mount listed a whiteout of a non-merged directory, which
+        /// lookups then refuse): such a name is treated as not in the tree.
+        @discardableResult
         mutating func visit(_ name: FileName, old: Descriptor?, oldDevice: UInt64 = 0, new: Descriptor,
-                            newDevice: UInt64, path: [UInt8]) throws {
+                            newDevice: UInt64, path: [UInt8]) throws -> Bool {
             progress.tick()
             let path = childPath(path, name)
-            let newAttributes = try reading("cannot stat \(displayPath(path)) in \(newPath)") { try new.attributes(of: name) }
-            guard let old else {
+            let found = try reading("cannot stat \(displayPath(path)) in \(newPath)") { try new.attributesIfPresent(of: name) }
+            guard let newAttributes = found else { return false }
+            let oldFound = try old.flatMap { (o) throws -> FileAttributes? in
+                try reading("cannot stat \(displayPath(path)) in \(oldPath)") { try o.attributesIfPresent(of: name) }
+            }
+            guard let old, let oldAttributes = oldFound else {
                 let change = Change(kind: .added, path: path, new: newAttributes)
                 try emitter.emit(change)
                 if newAttributes.isDirectory {
@@ -105,9 +116,8 @@ public final class TreeWalk: ChangeSource {
                     try walk(old: nil, oldDevice: 0, new: child, newDevice: newAttributes.device, path: path)
                     emitter.leave()
                 }
-                return
+                return true
             }
-            let oldAttributes = try reading("cannot stat \(displayPath(path)) in \(oldPath)") { try old.attributes(of: name) }
             let changed = try rules.differs(old: EntryReference(directory: old, name: name, attributes: oldAttributes),
                                             new: EntryReference(directory: new, name: name, attributes: newAttributes))
             var change: Change?
@@ -115,7 +125,7 @@ public final class TreeWalk: ChangeSource {
                 change = Change(kind: .modified, path: path, old: oldAttributes, new: newAttributes)
                 try emitter.emit(change!)
             }
-            guard newAttributes.isDirectory else { return }
+            guard newAttributes.isDirectory else { return true }
             let child = try openDirectory(name, in: new, side: newPath, path: path)
             let oldChild = oldAttributes.isDirectory ? try openDirectory(name, in: old, side: oldPath, path: path) : nil
             if let change { emitter.enterRecorded(change) } else {
@@ -123,6 +133,7 @@ public final class TreeWalk: ChangeSource {
             }
             try walk(old: oldChild, oldDevice: oldAttributes.device, new: child, newDevice: newAttributes.device, path: path)
             emitter.leave()
+            return true
         }
 
         func openDirectory(_ name: FileName, in directory: Descriptor, side: String, path: [UInt8]) throws -> Descriptor {

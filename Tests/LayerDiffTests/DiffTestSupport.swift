@@ -43,3 +43,8 @@ func makeSocket(at path: String) throws {
     }
     guard rc == 0 else { throw SystemCallError("bind", errno: errno) }
 }
+
+struct TestFailure: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
