@@ -64,7 +64,7 @@ int strata_copy_xattrs(int src_fd, int dst_fd) {
     return attr_copy_fd(NULL, src_fd, NULL, dst_fd, strata_xattr_filter, NULL);
 }
 
-pid_t strata_spawn_session(const char *path, char *const argv[], char *const envp[]) {
+pid_t strata_spawn_session(const char *path, char *const argv[], char *const envp[], int keep_fd) {
     posix_spawnattr_t attr;
     posix_spawn_file_actions_t actions;
     pid_t pid = -1;
@@ -73,6 +73,14 @@ pid_t strata_spawn_session(const char *path, char *const argv[], char *const env
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    /* The child gets stdin/stdout/stderr and, as descriptor 3, keep_fd; nothing
+       else (a stray inherited descriptor can keep a caller waiting forever). */
+    int first_closed = 3;
+    if (keep_fd >= 0) {
+        posix_spawn_file_actions_adddup2(&actions, keep_fd, 3);
+        first_closed = 4;
+    }
+    posix_spawn_file_actions_addclosefrom_np(&actions, first_closed);
     rc = posix_spawn(&pid, path, &actions, &attr, argv, envp);
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);

@@ -15,14 +15,15 @@ public enum ProcessControl {
     }
 
     /// Spawns `path` with `arguments` (argv[0] included) in a new session with
-    /// stdin from /dev/null, inheriting stdout/stderr and non-CLOEXEC descriptors.
+    /// stdin from /dev/null, inheriting stdout/stderr; `passing` (if given)
+    /// becomes descriptor 3 in the child and every other descriptor is closed.
     /// Wraps `posix_spawn(3)` with POSIX_SPAWN_SETSID.
-    public static func spawnInNewSession(_ path: String, arguments: [String]) throws -> Int32 {
+    public static func spawnInNewSession(_ path: String, arguments: [String], passing: Descriptor? = nil) throws -> Int32 {
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
         argv.append(nil)
         defer { for p in argv { free(p) } }
         // SAFETY: argv is a NULL-terminated array of strdup'd strings freed after spawn; environ is the process environment.
-        let pid = try retrying("posix_spawn") { strata_spawn_session(path, &argv, environ) }
+        let pid = try retrying("posix_spawn") { strata_spawn_session(path, &argv, environ, passing?.rawValue ?? -1) }
         return pid
     }
 

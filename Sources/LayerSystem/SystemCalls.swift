@@ -291,6 +291,16 @@ extension Descriptor {
         _ = try retrying("utimensat") { Glibc.utimensat(rawValue, "", &times, strata_AT_EMPTY_PATH) }
     }
 
+    /// Sets times of `name` in this directory without following a symlink
+    /// (`nil` = UTIME_OMIT). Wraps `utimensat(2)` with AT_SYMLINK_NOFOLLOW.
+    public func setTimes(of name: FileName, access: TimeSpec?, modification: TimeSpec?) throws {
+        let omit = Glibc.timespec(tv_sec: 0, tv_nsec: Int((1 << 30) - 2))
+        var times = [access?.timespec ?? omit, modification?.timespec ?? omit]
+        _ = try withName(name) { (p) throws in
+            try retrying("utimensat") { Glibc.utimensat(rawValue, p, &times, AT_SYMLINK_NOFOLLOW) }
+        }
+    }
+
     /// Sets the size. Wraps `ftruncate(2)`.
     public func truncate(to size: Int64) throws {
         _ = try retrying("ftruncate") { Glibc.ftruncate(rawValue, off_t(size)) }

@@ -27,7 +27,10 @@ public enum TreeDump {
         try directory.forEachEntry { names.append($0.name) }
         for name in names.sorted() {
             let p = path + "/" + escape(name)
-            let a = try directory.attributes(of: name)
+            // Kernel overlayfs lists stray whiteouts of non-merged directories
+            // (readdir shows them, lookup says ENOENT); Strata hides them. A name
+            // that cannot be looked up is not part of the visible tree.
+            guard let a = try directory.attributesIfPresent(of: name) else { continue }
             var line = "\(p) \(a.kind.map { "\($0)" } ?? "?") \(String(a.permissions, radix: 8)) \(a.userID):\(a.groupID)"
             if a.kind != .directory || options.directorySizes { line += " size=\(a.size)" }
             if options.mtimes { line += " mtime=\(a.modificationTime.seconds).\(a.modificationTime.nanoseconds)" }

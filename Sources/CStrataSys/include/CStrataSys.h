@@ -40,8 +40,9 @@ int strata_syncfs(int fd);
 /// name libattr's policy excludes. Returns 0 or -1 with errno set.
 int strata_copy_xattrs(int src_fd, int dst_fd);
 /// posix_spawn of `path` with argv/envp in a new session (setsid), stdin from
-/// /dev/null; returns the pid or -1 with errno set.
-pid_t strata_spawn_session(const char *path, char *const argv[], char *const envp[]);
+/// /dev/null, stdout/stderr inherited, `keep_fd` (if >= 0) as descriptor 3 and
+/// every other descriptor closed; returns the pid or -1 with errno set.
+pid_t strata_spawn_session(const char *path, char *const argv[], char *const envp[], int keep_fd);
 /// readdir over a descriptor with getdents64: fills `buf`, returns bytes or -1.
 long strata_getdents64(int fd, void *buf, unsigned long count);
 /// Sets the calling process's "no new privileges" state untouched; returns gettid().

@@ -152,8 +152,8 @@ public struct MountCommand: ParsableCommand {
         // daemon holds the only copy, so EOF on the read end means it exited.
         let (readEnd, pid) = try { () throws -> (Descriptor, Int32) in
             let pipe = try ProcessControl.makeReadinessPipe()
-            arguments.insert(contentsOf: ["--ready-fd", String(pipe.write.rawValue)], at: at)
-            let pid = try ProcessControl.spawnInNewSession(executable, arguments: ["strata"] + arguments)
+            arguments.insert(contentsOf: ["--ready-fd", "3"], at: at)
+            let pid = try ProcessControl.spawnInNewSession(executable, arguments: ["strata"] + arguments, passing: pipe.write)
             return (pipe.read, pid)
         }()
         try waitForDaemon(pid: pid, readEnd: readEnd)
