@@ -22,7 +22,7 @@ let package = Package(
         .target(name: "CStrataSys", linkerSettings: [.linkedLibrary("attr")]),
         .target(name: "LayerSystem", dependencies: ["CStrataSys"]),
         .target(name: "OverlayCore", dependencies: ["LayerSystem"]),
-        .target(name: "OverlayFUSE", dependencies: ["CFuse", "OverlayCore", "LayerSystem"]),
+        .target(name: "OverlayFUSE", dependencies: ["CFuse", "CStrataSys", "OverlayCore", "LayerSystem"]),
         .target(name: "LayerDiff", dependencies: ["OverlayCore", "LayerSystem"]),
         .target(name: "StrataCommands", dependencies: [
             "OverlayFUSE", "OverlayCore", "LayerDiff", "LayerSystem",

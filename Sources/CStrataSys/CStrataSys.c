@@ -2,6 +2,8 @@
 #include "CStrataSys.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <string.h>
@@ -93,3 +95,27 @@ long strata_getdents64(int fd, void *buf, unsigned long count) {
 }
 
 int strata_gettid(void) { return (int)gettid(); }
+
+static void strata_termination_set(sigset_t *set) {
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGUSR1);
+}
+
+int strata_block_termination_signals(void) {
+    sigset_t set;
+    strata_termination_set(&set);
+    return pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+int strata_wait_termination_signal(void) {
+    sigset_t set;
+    int signo = 0;
+    strata_termination_set(&set);
+    while (sigwait(&set, &signo) != 0) {}
+    return signo;
+}
+
+int strata_signal_thread(unsigned long thread, int signo) { return pthread_kill((pthread_t)thread, signo); }

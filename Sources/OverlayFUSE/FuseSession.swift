@@ -10,7 +10,7 @@ public struct FuseSessionError: Error, CustomStringConvertible {
 
 /// One FUSE mount of an overlay: create the session, mount, serve requests on
 /// the multithreaded loop until unmounted or signalled (SIGINT, SIGTERM,
-/// SIGHUP), then unmount and tear down.
+/// SIGHUP: see `TerminationWatcher`), then unmount and tear down.
 public enum FuseSession {
     /// Mounts `overlay` at `mountPoint` and serves it. `onMounted` runs once the
     /// kernel mount exists (before the first request is served). Returns when
@@ -37,14 +37,13 @@ public enum FuseSession {
             throw FuseSessionError(description: "cannot create the FUSE session (bad mount options: \(mountOptions.joined(separator: ",")))")
         }
         defer { fuse_session_destroy(session) }
-        guard fuse_set_signal_handlers(session) == 0 else {
-            throw FuseSessionError(description: "cannot install signal handlers")
-        }
-        defer { fuse_remove_signal_handlers(session) }
         guard fuse_session_mount(session, mountPoint) == 0 else {
             throw FuseSessionError(description: "cannot mount at \(mountPoint) (is /dev/fuse usable and the mountpoint free?)")
         }
         defer { fuse_session_unmount(session) }
+        let watcher = TerminationWatcher(session: session, mountPoint: mountPoint)
+        watcher.start()
+        defer { watcher.stop() }
         onMounted()
         let config = fuse_loop_cfg_create()
         defer { fuse_loop_cfg_destroy(config) }

@@ -43,6 +43,14 @@ int strata_copy_xattrs(int src_fd, int dst_fd);
 /// /dev/null, stdout/stderr inherited, `keep_fd` (if >= 0) as descriptor 3 and
 /// every other descriptor closed; returns the pid or -1 with errno set.
 pid_t strata_spawn_session(const char *path, char *const argv[], char *const envp[], int keep_fd);
+/// Blocks SIGINT, SIGTERM, SIGHUP and SIGUSR1 in the calling thread (threads it
+/// creates afterwards inherit the mask), so that only a thread calling
+/// strata_wait_termination_signal receives them. Returns 0 or an errno.
+int strata_block_termination_signals(void);
+/// Waits for one of those signals (sigwait); returns its number.
+int strata_wait_termination_signal(void);
+/// Sends `signo` to thread `thread` (pthread_kill).
+int strata_signal_thread(unsigned long thread, int signo);
 /// readdir over a descriptor with getdents64: fills `buf`, returns bytes or -1.
 long strata_getdents64(int fd, void *buf, unsigned long count);
 /// Sets the calling process's "no new privileges" state untouched; returns gettid().

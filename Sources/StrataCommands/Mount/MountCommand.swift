@@ -18,7 +18,8 @@ public struct MountCommand: ParsableCommand {
 
         -o options: lowerdir=, upperdir=, workdir=, timeout=SECONDS (entry, attribute
         and negative timeouts; default 1), entry_timeout=, attr_timeout=,
-        negative_timeout=, threads=N (default 8), allow_other, default_permissions
+        negative_timeout=, threads=N (default 8), max_dir_fds=N (directory descriptors
+        the daemon keeps open, default 8192), allow_other, default_permissions
         (always on), ro, rw, and the kernel flags suid, nosuid, dev, nodev, exec,
         noexec, atime, noatime, relatime, strictatime, diratime, nodiratime, sync,
         async, dirsync. Empty items (a trailing comma) are ignored; a literal comma
@@ -116,7 +117,7 @@ public struct MountCommand: ParsableCommand {
         let overlay: OverlayFileSystem
         do throws(OverlayError) {
             stack = try LayerStack(lowerPaths: config.lowers, upperPath: config.upper, workPath: config.work)
-            overlay = try OverlayFileSystem(stack: stack)
+            overlay = try OverlayFileSystem(stack: stack, options: config.overlay)
         } catch {
             throw CommandFailure(error.message)
         }

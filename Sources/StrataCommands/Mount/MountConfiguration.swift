@@ -1,4 +1,5 @@
 import LayerSystem
+import OverlayCore
 import OverlayFUSE
 
 /// Everything `strata mount` was asked to do, from either syntax
@@ -10,6 +11,7 @@ public struct MountConfiguration: Sendable {
     public var work: String?
     public var mountPoint: String = ""
     public var fuse = FuseMountOptions()
+    public var overlay = OverlayOptions()
 
     /// Options `-o` accepts besides the layer ones, passed to the kernel mount as they are.
     static let kernelPassThrough: Set<String> = [
@@ -51,6 +53,10 @@ public struct MountConfiguration: Sendable {
                 let v = try required()
                 guard let n = Int(v), (1...256).contains(n) else { throw CommandFailure("mount option \(key)=\(v): expected 1…256") }
                 fuse.maxThreads = n
+            case "max_dir_fds":
+                let v = try required()
+                guard let n = Int(v), (16...1_000_000).contains(n) else { throw CommandFailure("mount option \(key)=\(v): expected 16…1000000") }
+                overlay.directoryDescriptorLimit = n
             case "allow_other": fuse.allowOther = true
             case "default_permissions": fuse.defaultPermissions = true
             case "ro": break
