@@ -101,6 +101,16 @@ public enum ProcessControl {
         _ = try retrying("kill") { Glibc.kill(pid, signal) }
     }
 
+    /// Whether `pid` is alive: it exists and is not a zombie (an exited
+    /// daemon whose reaper has not collected it yet counts as gone).
+    public static func isRunning(_ pid: Int32) -> Bool {
+        guard let fd = try? System.open("/proc/\(pid)/stat", .readOnly), let bytes = try? fd.readAll(limit: 4096) else { return false }
+        // Format: "pid (comm) S ..."; comm may contain spaces and parentheses, so take the last ')'.
+        guard let close = bytes.lastIndex(of: UInt8(ascii: ")")), close + 2 < bytes.count else { return false }
+        let state = bytes[close + 2]
+        return state != UInt8(ascii: "Z") && state != UInt8(ascii: "X")
+    }
+
     /// Sleeps for `milliseconds`.
     public static func sleep(milliseconds: Int) { _ = usleep(UInt32(milliseconds) * 1000) }
 

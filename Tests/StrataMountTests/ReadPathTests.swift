@@ -186,7 +186,7 @@ struct ReadPathTests {
         let pid = try #require(daemonPID(mnt))
         kill(pid, SIGTERM)
         #expect(waitUntil { MountTable.mount(at: mnt) == nil }, "still mounted after SIGTERM")
-        #expect(waitUntil { kill(pid, 0) != 0 }, "daemon still running after SIGTERM")
+        #expect(waitUntil { !ProcessControl.isRunning(pid) }, "daemon still running after SIGTERM")
 
         let process = Process()
         process.executableURL = URL(fileURLWithPath: StrataBinary.path)

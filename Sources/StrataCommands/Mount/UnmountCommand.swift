@@ -49,7 +49,7 @@ public struct UnmountCommand: ParsableCommand {
     private func waitForExit(_ pid: Int32) {
         let deadline = System.monotonicNanoseconds() + UInt64(max(0, wait) * 1e9)
         while System.monotonicNanoseconds() < deadline {
-            do { try ProcessControl.sendSignal(0, to: pid) } catch { return }
+            if !ProcessControl.isRunning(pid) { return }
             ProcessControl.sleep(milliseconds: 5)
         }
     }
