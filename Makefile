@@ -20,7 +20,7 @@ build: deps
 	$(SWIFT) build
 
 release: deps
-	$(SWIFT) build -c release
+	$(SWIFT) build -c release --static-swift-stdlib
 
 demo: release
 	STRATA_BIN=$(CURDIR)/.build/release/strata scripts/demo.sh

@@ -7,8 +7,11 @@ public struct ListingEntry: Sendable, Hashable {
     public var kind: FileKind
     /// The inode number `stat` shows for the winning object (`d_ino`).
     public var inode: UInt64
-    public init(name: FileName, kind: FileKind, inode: UInt64) {
-        self.name = name; self.kind = kind; self.inode = inode
+    /// The topmost layer holding the name: no layer above it has the name or
+    /// a whiteout for it, so a lookup may start its search here.
+    public var layer: Int
+    public init(name: FileName, kind: FileKind, inode: UInt64, layer: Int) {
+        self.name = name; self.kind = kind; self.inode = inode; self.layer = layer
     }
 }
 
@@ -49,7 +52,8 @@ public enum MergedDirectory {
                     guard let kind else { return }
                     seen.insert(entry.name)
                     entries.append(ListingEntry(name: entry.name, kind: kind,
-                                                inode: stack.exposedInode(inode, layer: directory.layer)))
+                                                inode: stack.exposedInode(inode, layer: directory.layer),
+                                                layer: directory.layer))
                 }
             }
             seen.formUnion(whiteouts)

@@ -44,7 +44,10 @@ public final class OverlayFileSystem: Sendable {
     /// Resolves `name` in directory `parent` and adds a reference to its node.
     /// Throws ENOENT for absent names (cached as negative entries), ENOTDIR if
     /// `parent` is not a directory.
-    public func lookup(parent: UInt64, name: FileName) throws(OverlayError) -> (node: UInt64, attributes: FileAttributes) {
+    ///
+    /// `from`: a layer known to be the topmost holding `name` (a listing
+    /// entry's `layer`); the search then skips the layers above it.
+    public func lookup(parent: UInt64, name: FileName, from topmost: Int? = nil) throws(OverlayError) -> (node: UInt64, attributes: FileAttributes) {
         guard name.isValidComponent, !OverlayMarkers.isOCIMarker(name) else { throw .notFound() }
         enum Cached { case hit(UInt64, FileAttributes), negative, miss([Int]) }
         let cached: Cached = try table.withLock { (t) throws(OverlayError) -> Cached in
@@ -60,7 +63,8 @@ public final class OverlayFileSystem: Sendable {
         switch cached {
         case .hit(let id, let attributes): return (id, attributes)
         case .negative: throw .notFound()
-        case .miss(let layers):
+        case .miss(var layers):
+            if let topmost, let start = layers.firstIndex(of: topmost) { layers.removeFirst(start) }
             let parents = try layers.map { (layer) throws(OverlayError) in
                 LayerDirectory(layer: layer, descriptor: try directory(node: parent, layer: layer))
             }

@@ -38,7 +38,7 @@ enum DirectoryReply {
                 name = entry.name
                 kind = entry.kind
                 inode = entry.inode
-                if plus { child = try? c.overlay.lookup(parent: node, name: entry.name) }
+                if plus { child = try? c.overlay.lookup(parent: node, name: entry.name, from: entry.layer) }
             }
             var cName = name.bytes
             cName.append(0)

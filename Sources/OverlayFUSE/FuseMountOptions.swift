@@ -2,11 +2,17 @@
 /// mount options handed to the kernel. Defaults are documented in the README.
 public struct FuseMountOptions: Sendable {
     /// Seconds the kernel may cache a name → inode mapping (`entry_timeout`).
-    public var entryTimeout: Double = 1
-    /// Seconds the kernel may cache attributes (`attr_timeout`).
-    public var attributeTimeout: Double = 1
+    ///
+    /// Long by default: lower layers are read-only while mounted and every
+    /// change to the merged view passes through the kernel, which updates its
+    /// own caches as it goes, so a cached entry cannot go stale. (A 1 s timeout,
+    /// fuse-overlayfs's default, made a warm `find -ls` of 30k files re-look-up
+    /// every entry: 8x kernel overlayfs instead of ~1x.)
+    public var entryTimeout: Double = 3600
+    /// Seconds the kernel may cache attributes (`attr_timeout`); same reasoning.
+    public var attributeTimeout: Double = 3600
     /// Seconds the kernel may cache "name does not exist" (negative dentries).
-    public var negativeTimeout: Double = 1
+    public var negativeTimeout: Double = 3600
     /// Worker threads of the multithreaded loop at most.
     public var maxThreads: Int = 8
     /// Let other users access the mount (`allow_other`; implies kernel permission checks).

@@ -68,7 +68,7 @@ struct MountBadInputTests {
     func helpShowsDefaults() throws {
         let help = try StrataBinary.run(["mount", "--help"])
         #expect(help.succeeded)
-        for needle in ["--lower", "--upper", "--work", "-o", "--timeout", "(default: 1)", "--threads", "(default: 8)",
+        for needle in ["--lower", "--upper", "--work", "-o", "--timeout", "(default: 3600)", "--threads", "(default: 8)",
                        "--foreground", "--allow-other", "lowerdir=", "upperdir=", "workdir="] {
             #expect(help.stdout.contains(needle), "mount --help lacks \(needle)")
         }

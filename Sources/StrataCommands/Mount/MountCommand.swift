@@ -17,7 +17,7 @@ public struct MountCommand: ParsableCommand {
         in the background; -f keeps it in the foreground. SIGINT/SIGTERM unmount.
 
         -o options: lowerdir=, upperdir=, workdir=, timeout=SECONDS (entry, attribute
-        and negative timeouts; default 1), entry_timeout=, attr_timeout=,
+        and negative timeouts; default 3600), entry_timeout=, attr_timeout=,
         negative_timeout=, threads=N (default 8), max_dir_fds=N (directory descriptors
         the daemon keeps open, default 8192), allow_other, default_permissions
         (always on), ro, rw, and the kernel flags suid, nosuid, dev, nodev, exec,
@@ -39,7 +39,7 @@ public struct MountCommand: ParsableCommand {
     @Option(name: .customShort("o"), help: ArgumentHelp("Mount options, fuse-overlayfs syntax (see below). Repeatable.", valueName: "OPTIONS"))
     var options: [String] = []
 
-    @Option(name: .long, help: "Kernel entry/attribute/negative cache timeout in seconds. (default: 1)")
+    @Option(name: .long, help: "Kernel entry/attribute/negative cache timeout in seconds. (default: 3600)")
     var timeout: Double?
 
     @Option(name: .long, help: "Maximum FUSE worker threads. (default: 8)")
