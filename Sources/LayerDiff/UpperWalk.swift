@@ -94,11 +94,15 @@ public final class UpperWalk: ChangeSource {
         /// Walks the upper directory `directory` at `path` (empty for `/`), whose
         /// lower view is `lower` (the merged lower directories, topmost first;
         /// empty when the path is new or was not a directory below).
+        ///
+        /// `inheritedOpaque`: an ancestor is opaque (or was replaced through a
+        /// same-layer `.wh.NAME`), so this directory shows its upper content only,
+        /// whatever its own markers say.
         mutating func walk(_ directory: Descriptor, path: [UInt8], lower: [LayerDirectory],
-                           markers: UpperDirectoryMarkers) throws {
+                           markers: UpperDirectoryMarkers, inheritedOpaque: Bool = false) throws {
             var entries: [UpperEntry] = []
             var ociWhiteouts: [FileName] = []
-            var opaque = markers.opaque
+            var opaque = markers.opaque || inheritedOpaque
             try reading("cannot read upper directory \(displayPath(path))") {
                 try directory.forEachEntry { entry in
                     if OverlayMarkers.isOCIMarker(entry.name) {
@@ -135,7 +139,8 @@ public final class UpperWalk: ChangeSource {
                     continue
                 }
                 if !lower.isEmpty { present.insert(name) }
-                try visit(name, attributes: attributes, in: directory, path: path, lower: lower)
+                try visit(name, attributes: attributes, in: directory, path: path, lower: lower,
+                          parentOpaque: opaque || ociWhiteouts.contains(name))
             }
 
             guard !lower.isEmpty, let lowers else { return }
@@ -161,7 +166,7 @@ public final class UpperWalk: ChangeSource {
 
         /// Handles one real upper entry: its own line, then its subtree.
         mutating func visit(_ name: FileName, attributes: FileAttributes, in directory: Descriptor,
-                            path: [UInt8], lower: [LayerDirectory]) throws {
+                            path: [UInt8], lower: [LayerDirectory], parentOpaque: Bool) throws {
             let path = childPath(path, name)
             let old = lower.isEmpty ? nil : try lookUp(name, in: lower)
             guard let (resolution, oldDirectories) = old else {
@@ -191,7 +196,8 @@ public final class UpperWalk: ChangeSource {
             if let change { emitter.enterRecorded(change) } else {
                 emitter.enterPending(path: path, old: resolution.attributes, new: attributes)
             }
-            try walk(child, path: path, lower: resolution.isDirectory ? oldDirectories : [], markers: markers)
+            try walk(child, path: path, lower: resolution.isDirectory ? oldDirectories : [], markers: markers,
+                     inheritedOpaque: parentOpaque)
             emitter.leave()
         }
 

@@ -94,7 +94,14 @@ public enum NameResolver {
     public static func root(of stack: LayerStack) throws(OverlayError) -> Resolution {
         var attributes = try system("cannot stat layer root \(stack.layers[0].path)") { try stack.layers[0].root.attributes() }
         attributes.inode = stack.exposedInode(attributes.inode, layer: 0)
-        if stack.layers.count > 1 { attributes.linkCount = 1 }
-        return Resolution(attributes: attributes, layers: Array(stack.layers.indices))
+        // The root merges every layer down to the first opaque layer root (an OCI
+        // `.wh..wh..opq` at a layer's top, say), as for any other directory.
+        var layers: [Int] = []
+        for layer in stack.layers {
+            layers.append(layer.index)
+            if layer.index < stack.layers.count - 1 && OverlayMarkers.isOpaque(layer.root) { break }
+        }
+        if layers.count > 1 { attributes.linkCount = 1 }
+        return Resolution(attributes: attributes, layers: layers)
     }
 }

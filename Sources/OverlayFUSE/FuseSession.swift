@@ -41,7 +41,7 @@ public enum FuseSession {
             throw FuseSessionError(description: "cannot mount at \(mountPoint) (is /dev/fuse usable and the mountpoint free?)")
         }
         defer { fuse_session_unmount(session) }
-        let watcher = TerminationWatcher(session: session, mountPoint: mountPoint)
+        let watcher = TerminationWatcher(mountPoint: mountPoint)
         watcher.start()
         defer { watcher.stop() }
         onMounted()

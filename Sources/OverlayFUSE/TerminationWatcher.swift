@@ -9,19 +9,17 @@ import Synchronization
 /// libfuse's own handlers only set an "exited" flag, which worker threads
 /// blocked in read(/dev/fuse) never see (measured: the daemon kept running
 /// after SIGTERM). Instead these signals are blocked in every session thread
-/// and one watcher thread takes them with sigwait: it marks the session
-/// exited and detaches the mount, which ends the kernel connection and
-/// wakes every worker. Files still open keep the detached filesystem alive
-/// until they are closed, so no reader sees an error.
+/// and one watcher thread takes them with sigwait and detaches the mount
+/// (MNT_DETACH, or `fusermount3 -u -z`). The session is *not* marked exited:
+/// files still open keep the detached filesystem alive and keep being served;
+/// when the last one closes the kernel ends the connection, reads return
+/// ENODEV, and the loop returns by itself.
 final class TerminationWatcher: Sendable {
-    // SAFETY: libfuse allows fuse_session_exit from any thread (it sets a flag); the session outlives the watcher.
-    nonisolated(unsafe) let session: OpaquePointer
     let mountPoint: String
     private let finished = Atomic<Bool>(false)
     private let thread = Atomic<UInt>(0)
 
-    init(session: OpaquePointer, mountPoint: String) {
-        self.session = session
+    init(mountPoint: String) {
         self.mountPoint = mountPoint
     }
 
@@ -46,7 +44,6 @@ final class TerminationWatcher: Sendable {
         let signal = strata_wait_termination_signal()
         if finished.load(ordering: .acquiring) { return }
         ProcessControl.writeStandardError("strata: signal \(signal): unmounting \(mountPoint)\n")
-        fuse_session_exit(session)
         if System.effectiveUserID == 0 {
             try? System.unmount(mountPoint, lazy: true)
         } else if let pid = try? ProcessControl.spawnInNewSession("/usr/bin/fusermount3",
@@ -55,10 +52,14 @@ final class TerminationWatcher: Sendable {
         }
     }
 
-    /// Stops the watcher after the loop has ended on its own (unmounted from outside).
+    /// Stops the watcher after the loop has ended and waits for its thread, so
+    /// it can never act on a session that is about to be destroyed.
     func stop() {
         finished.store(true, ordering: .releasing)
         let t = thread.load(ordering: .acquiring)
-        if t != 0 { _ = strata_signal_thread(t, SIGUSR1) }
+        if t != 0 {
+            _ = strata_signal_thread(t, SIGUSR1)
+            _ = pthread_join(pthread_t(t), nil)
+        }
     }
 }

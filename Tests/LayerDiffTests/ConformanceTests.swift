@@ -64,6 +64,9 @@ let conformanceCases: [DiffCase] = [
     row("S22 rename at root", "mv a b", ["A /b", "D /a"], layers: [[.file("a", "a")]]),
     row("S25 rm -rf + mkdir (opaque)", "rm -rf opt/d && mkdir opt/d",
         ["C /opt", "C /opt/d", "D /opt/d/x", "D /opt/d/y"]),
+    // Regression: only the new top directory is marked opaque; what lies below it is upper-only too.
+    row("nested dir under an opaque dir", "rm -rf opt/app && mkdir -p opt/app/bin",
+        ["C /opt", "C /opt/app", "C /opt/app/bin", "D /opt/app/bin/x", "D /opt/app/lib"]),
     row("S27 mkdir in existing dir", "mkdir etc/newd", ["C /etc", "A /etc/newd"]),
     row("S28 new symlink", "ln -s target etc/link", ["C /etc", "A /etc/link"]),
     row("S30 hardlink to lower file", "ln etc/passwd etc/pw2", ["C /etc", "A /etc/pw2"]),

@@ -53,6 +53,6 @@ int strata_wait_termination_signal(void);
 int strata_signal_thread(unsigned long thread, int signo);
 /// readdir over a descriptor with getdents64: fills `buf`, returns bytes or -1.
 long strata_getdents64(int fd, void *buf, unsigned long count);
-/// Sets the calling process's "no new privileges" state untouched; returns gettid().
+/// The calling thread's kernel thread ID (gettid).
 int strata_gettid(void);
 #endif

@@ -22,6 +22,7 @@ public struct UnmountCommand: ParsableCommand {
     public init() {}
 
     public func run() throws {
+        guard wait.isFinite, (0...86_400).contains(wait) else { throw CommandFailure("--wait must be between 0 and 86400 seconds") }
         let path: String
         do { path = try System.canonicalPath(mountpoint) } catch {
             throw CommandFailure("mountpoint \(mountpoint) cannot be used: \((error as? SystemCallError)?.message.lowercased() ?? "\(error)")")
