@@ -4,7 +4,7 @@
 SWIFT ?= swift
 DEB_PACKAGES := fuse3 libfuse3-dev libattr1-dev attr pkg-config util-linux
 
-.PHONY: all deps build release demo test test-unit bench-find clean
+.PHONY: all deps build release demo test fuzz-kernel bench-find clean
 
 all: build
 
@@ -29,6 +29,13 @@ demo: release
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+
+# The write path (in progress, issue 3) against kernel overlayfs: SEEDS random
+# operation sequences, comparing every result, the merged views and the uppers.
+SEEDS ?= 20
+fuzz-kernel: deps
+	$(SWIFT) build --build-tests
+	STRATA_EXPERIMENTAL_UPPER=1 STRATA_FUZZ_SEEDS=$(SEEDS) $(SWIFT) test --skip-build --filter DifferentialWriteTests
 
 # Cold and warm `find -ls` over a generated 30k-file, 4-layer stack:
 # kernel overlayfs vs Strata vs fuse-overlayfs (installs fuse-overlayfs).

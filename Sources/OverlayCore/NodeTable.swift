@@ -20,8 +20,9 @@ struct NodeTable {
     }
 
     struct Node {
-        let parent: UInt64
-        let name: FileName
+        /// Where the node lives now (rename moves it).
+        var parent: UInt64
+        var name: FileName
         var resolution: Resolution
         /// The kernel's lookup count (FUSE `nlookup`).
         var lookups: UInt64
@@ -31,6 +32,8 @@ struct NodeTable {
         var children: [FileName: Child] = [:]
         /// Cached merged listing of this directory.
         var listing: [ListingEntry]?
+        /// Removed from the namespace (unlinked or replaced) while the kernel still holds it.
+        var detached = false
     }
 
     static let rootID: UInt64 = 1
@@ -73,5 +76,51 @@ struct NodeTable {
             current = n.parent
         }
         return removed
+    }
+}
+
+extension NodeTable {
+    /// Moves node `id` to `name` in `parent` (after a rename on disk).
+    mutating func move(_ id: UInt64, to parent: UInt64, name: FileName) {
+        guard let node = nodes[id] else { return }
+        if nodes[node.parent]?.children[node.name]?.node == id {
+            nodes[node.parent]?.children[node.name] = nil
+        }
+        nodes[node.parent]?.pins -= 1
+        nodes[node.parent]?.listing = nil
+        nodes[id]!.parent = parent
+        nodes[id]!.name = name
+        nodes[parent]?.pins += 1
+        nodes[parent]?.children[name] = Child(resolution: node.resolution, node: id)
+        nodes[parent]?.listing = nil
+    }
+
+    /// Marks the live node at `name` in `parent` (if any) as detached and
+    /// forgets the cached resolution of the name.
+    mutating func detach(parent: UInt64, name: FileName) {
+        if let id = nodes[parent]?.children[name]?.node { nodes[id]?.detached = true }
+        nodes[parent]?.children[name] = nil
+        nodes[parent]?.listing = nil
+    }
+
+    /// Records the resolution of `name` in `parent` (nil = absent), updating the live node.
+    mutating func update(parent: UInt64, name: FileName, resolution: Resolution?) {
+        let id = nodes[parent]?.children[name]?.node
+        nodes[parent]?.children[name] = Child(resolution: resolution, node: resolution == nil ? nil : id)
+        nodes[parent]?.listing = nil
+        if let id, let resolution { nodes[id]?.resolution = resolution }
+        if let id, resolution == nil { nodes[id]?.detached = true }
+    }
+
+    /// Every live node below `ancestor` (not including it).
+    func descendants(of ancestor: UInt64) -> [UInt64] {
+        nodes.keys.filter { id in
+            var current = id
+            while current != Self.rootID, let n = nodes[current] {
+                if n.parent == ancestor { return true }
+                current = n.parent
+            }
+            return false
+        }
     }
 }

@@ -6,7 +6,17 @@ import Glibc
 public struct OverlayOptions: Sendable {
     /// Directory descriptors kept open at most (the hard open-file limit here is 20000).
     public var directoryDescriptorLimit: Int = 8192
+    /// How deletions of lower names are recorded in the upper layer.
+    public var whiteoutFormat: WhiteoutFormat = .characterDevice
     public init() {}
+}
+
+/// On-disk encoding of whiteouts written to the upper layer.
+public enum WhiteoutFormat: String, Sendable {
+    /// Character device 0/0 (kernel overlayfs). Falls back to `.oci` where mknod is not permitted.
+    case characterDevice = "kernel"
+    /// `.wh.NAME` files (OCI layer format).
+    case oci
 }
 
 /// The overlay, FUSE-free: per-name resolution through the stack, the node
@@ -28,12 +38,30 @@ public final class OverlayFileSystem: Sendable {
     public let options: OverlayOptions
     let table: Mutex<NodeTable>
     let descriptors: DirectoryDescriptorCache
+    /// Where copy-ups are built; `nil` without an upper layer.
+    let work: WorkDirectory?
+    /// Serialises every change to the upper layer's namespace (create, remove,
+    /// rename, copy-up). Lock order: `namespace` → `table` → leaf locks; the
+    /// namespace lock is held across syscalls, `table` never is.
+    let namespace = Mutex(())
+    /// Formats chosen at the first write (falling back where the kernel refuses).
+    let formats: Mutex<(whiteout: WhiteoutFormat, opaqueKey: String)>
 
     public init(stack: LayerStack, options: OverlayOptions = OverlayOptions()) throws(OverlayError) {
         self.stack = stack
         self.options = options
         self.table = Mutex(NodeTable(root: try NameResolver.root(of: stack)))
         self.descriptors = DirectoryDescriptorCache(capacity: options.directoryDescriptorLimit)
+        if let upper = stack.upper {
+            guard let work = stack.work else {
+                throw OverlayError(.badLayer, errno: EINVAL, "an upper layer needs a work directory")
+            }
+            self.work = try WorkDirectory(work: work, upper: upper)
+        } else {
+            self.work = nil
+        }
+        self.formats = Mutex((options.whiteoutFormat,
+                              System.effectiveUserID == 0 ? OverlayMarkers.trustedOpaque : OverlayMarkers.userOpaque))
     }
 
     /// Whether the overlay has a writable upper layer.
@@ -61,7 +89,16 @@ public final class OverlayFileSystem: Sendable {
             return .miss(p.resolution.layers)
         }
         switch cached {
-        case .hit(let id, let attributes): return (id, attributes)
+        case .hit(let id, let attributes):
+            // Upper objects change through the daemon: their cached attributes are
+            // only a starting point, so they are stat'ed fresh (one fstatat).
+            if isWritable, let r = try? resolution(of: id), r.topLayer == 0 {
+                do throws(OverlayError) { return (id, try self.attributes(of: id)) } catch {
+                    forget(id, count: 1)
+                    throw error
+                }
+            }
+            return (id, attributes)
         case .negative: throw .notFound()
         case .miss(var layers):
             if let topmost, let start = layers.firstIndex(of: topmost) { layers.removeFirst(start) }
@@ -109,9 +146,27 @@ public final class OverlayFileSystem: Sendable {
 
     // MARK: Attributes and objects
 
-    /// The attributes the mount shows for `node`.
-    public func attributes(of node: UInt64) throws(OverlayError) -> FileAttributes {
-        try record(node).resolution.attributes
+    /// The attributes the mount shows for `node`. Lower objects are answered
+    /// from the cache (lowers do not change); upper objects are stat'ed fresh
+    /// (or through `handle` when the kernel names an open file), keeping the
+    /// inode number the node was first shown with.
+    public func attributes(of node: UInt64, handle: Descriptor? = nil) throws(OverlayError) -> FileAttributes {
+        let n = try record(node)
+        guard isWritable, n.resolution.topLayer == 0 || handle != nil else { return n.resolution.attributes }
+        var fresh: FileAttributes
+        if let handle {
+            fresh = try system("cannot stat") { try handle.attributes() }
+        } else if node == Self.rootID {
+            fresh = try system("cannot stat the upper root") { try stack.layers[0].root.attributes() }
+        } else if n.detached {
+            return n.resolution.attributes
+        } else {
+            let parent = try directory(node: n.parent, layer: 0)
+            fresh = try system("cannot stat \(n.name)") { try parent.attributes(of: n.name) }
+        }
+        fresh.inode = n.resolution.attributes.inode
+        if fresh.isDirectory && n.resolution.layers.count > 1 { fresh.linkCount = 1 }
+        return fresh
     }
 
     /// The resolution behind `node`.
@@ -158,16 +213,20 @@ public final class OverlayFileSystem: Sendable {
         return try system("cannot open \(name)") { try parent.open(name, [.path]) }
     }
 
-    /// Opens the winning file for reading. Without an upper layer any write
-    /// access is EROFS.
+    /// Opens the winning file. Reading never copies up. Opening for writing
+    /// copies the file up first (without data when `O_TRUNC` is given) and
+    /// opens the upper copy. Without an upper layer any write access is EROFS.
     public func openFile(_ node: UInt64, flags: Int32) throws(OverlayError) -> Descriptor {
         let access = flags & OpenFlags.accessModeMask
-        let wantsWrite = access != 0 || flags & (OpenFlags.truncate.rawValue | OpenFlags.append.rawValue) != 0
+        let wantsWrite = access != 0 || flags & OpenFlags.truncate.rawValue != 0
         if wantsWrite && !isWritable { throw .readOnly() }
         let n = try record(node)
         if n.resolution.isDirectory { throw OverlayError(.isADirectory, errno: EISDIR, "is a directory") }
+        if wantsWrite {
+            try copyUp(node, withData: flags & OpenFlags.truncate.rawValue == 0)
+        }
         let (parent, name, _) = try location(of: node)
-        let passed = OpenFlags(rawValue: flags & O_NONBLOCK)
+        let passed = OpenFlags(rawValue: flags & (OpenFlags.accessModeMask | O_NONBLOCK | O_TRUNC | O_SYNC | O_DSYNC))
         return try system("cannot open \(name)") { try parent.open(name, passed) }
     }
 

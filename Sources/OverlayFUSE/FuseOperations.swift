@@ -10,8 +10,7 @@ enum FuseOperations {
         var ops = fuse_lowlevel_ops()
         ops.`init` = { userdata, conn in
             guard let conn else { return }
-            // SAFETY: conn is valid during init; userdata is our retained context.
-            let context = Unmanaged<FuseContext>.fromOpaque(userdata!).takeUnretainedValue()
+            _ = userdata
             func want(_ flag: Int32) {
                 if conn.pointee.capable & UInt32(flag) != 0 { conn.pointee.want |= UInt32(flag) }
             }
@@ -20,7 +19,6 @@ enum FuseOperations {
             want(FUSE_CAP_CACHE_SYMLINKS)
             want(FUSE_CAP_PARALLEL_DIROPS)
             want(FUSE_CAP_ASYNC_READ)
-            if !context.overlay.isWritable { want(FUSE_CAP_EXPORT_SUPPORT) }
         }
         ops.lookup = { req, parent, name in
             let c = FuseContext.of(req)
@@ -51,10 +49,11 @@ enum FuseOperations {
             }
             fuse_reply_none(req)
         }
-        ops.getattr = { req, ino, _ in
+        ops.getattr = { req, ino, fi in
             let c = FuseContext.of(req)
             do throws(OverlayError) {
-                let attributes = try c.overlay.attributes(of: UInt64(ino))
+                let handle = fi.flatMap { c.handles.file($0.pointee.fh) }
+                let attributes = try c.overlay.attributes(of: UInt64(ino), handle: handle)
                 attributes.withStat { st in _ = fuse_reply_attr(req, &st, c.options.attributeTimeout) }
             } catch { c.fail(req, error, "getattr") }
         }
@@ -94,6 +93,7 @@ enum FuseOperations {
         }
         ops.flush = { req, _, _ in fuse_reply_err(req, 0) }
         ops.fsync = { req, _, _, _ in fuse_reply_err(req, 0) }
+        FuseWriteOperations.install(into: &ops)
         ops.opendir = { req, ino, fi in
             let c = FuseContext.of(req)
             guard let fi else { fuse_reply_err(req, EINVAL); return }

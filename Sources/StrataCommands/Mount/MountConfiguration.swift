@@ -57,6 +57,10 @@ public struct MountConfiguration: Sendable {
                 let v = try required()
                 guard let n = Int(v), (16...1_000_000).contains(n) else { throw CommandFailure("mount option \(key)=\(v): expected 16…1000000") }
                 overlay.directoryDescriptorLimit = n
+            case "whiteout":
+                let v = try required()
+                guard let format = WhiteoutFormat(rawValue: v) else { throw CommandFailure("mount option whiteout=\(v): expected kernel or oci") }
+                overlay.whiteoutFormat = format
             case "allow_other": fuse.allowOther = true
             case "default_permissions": fuse.defaultPermissions = true
             case "ro": break

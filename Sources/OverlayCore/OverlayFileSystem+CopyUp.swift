@@ -1,0 +1,103 @@
+import LayerSystem
+import Glibc
+
+/// Copy-up: bringing a lower object into the upper layer before its first change.
+///
+/// Parents first (each with its own metadata), then the object, built in the
+/// work directory and renamed into place, so a crash at any instant leaves
+/// either the lower view or the complete copy. Data goes by FICLONE, then
+/// copy_file_range (holes kept), then read/write. Mode, owner, times and
+/// xattrs follow (overlay-private xattrs excluded). The node keeps the inode
+/// number it was shown with.
+extension OverlayFileSystem {
+    /// Ensures `node`'s object is in the upper layer. Directories are copied
+    /// without their contents (they keep merging with the lowers).
+    public func copyUp(_ node: UInt64, withData: Bool = true) throws(OverlayError) {
+        guard isWritable else { throw .readOnly() }
+        if try record(node).resolution.topLayer == 0 { return }
+        try namespace.withLock { (_) throws(OverlayError) in try copyUpLocked(node, withData: withData) }
+    }
+
+    /// The upper directory of directory node `node`, copying it (and its parents) up.
+    func upperDirectoryLocked(_ node: UInt64) throws(OverlayError) -> Descriptor {
+        try copyUpLocked(node, withData: true)
+        return try directory(node: node, layer: 0)
+    }
+
+    /// `copyUp` with the namespace lock held.
+    func copyUpLocked(_ node: UInt64, withData: Bool) throws(OverlayError) {
+        let n = try record(node)
+        if n.resolution.topLayer == 0 { return }
+        guard let work else { throw .readOnly() }
+        let parentUpper = try upperDirectoryLocked(n.parent)
+        let layer = n.resolution.topLayer
+        let sourceParent = try directory(node: n.parent, layer: layer)
+        let name = n.name
+        let temporary = work.temporaryName()
+        let scratch = work.directory
+        let fresh: FileAttributes = try system("cannot copy up \(name)") { () throws -> FileAttributes in
+            let source = try sourceParent.attributes(of: name)
+            do {
+                try Self.build(copyOf: source, named: name, in: sourceParent, as: temporary, in: scratch, withData: withData)
+                try scratch.rename(temporary, to: parentUpper, as: name, flags: .noReplace)
+            } catch {
+                try? TreeRemoval.remove(temporary, in: scratch)
+                throw error
+            }
+            return try parentUpper.attributes(of: name)
+        }
+        var resolution = n.resolution
+        resolution.layers = n.resolution.isDirectory ? [0] + n.resolution.layers : [0]
+        resolution.attributes = fresh
+        resolution.attributes.inode = n.resolution.attributes.inode
+        if fresh.isDirectory && resolution.layers.count > 1 { resolution.attributes.linkCount = 1 }
+        table.withLock { t in
+            t.nodes[node]?.resolution = resolution
+            t.nodes[n.parent]?.children[name]?.resolution = resolution
+            t.nodes[n.parent]?.listing = nil
+        }
+    }
+
+    /// Builds a copy of `source` (`name` in `sourceParent`) as `temporary` in
+    /// `scratch`: type, data, xattrs, owner, mode, times — in that order, so
+    /// chown cannot clear the setuid bit that chmod sets afterwards.
+    static func build(copyOf source: FileAttributes, named name: FileName, in sourceParent: Descriptor,
+                      as temporary: FileName, in scratch: Descriptor, withData: Bool) throws {
+        let object: Descriptor
+        switch source.kind {
+        case .directory:
+            try scratch.makeDirectory(temporary, mode: 0o700)
+            object = try scratch.open(temporary, [.directory])
+            try copyExtendedAttributes(from: try sourceParent.open(name, [.directory]), to: object)
+        case .regular:
+            let input = try sourceParent.open(name, [])
+            object = try scratch.createFile(temporary, flags: .writeOnly, mode: 0o600)
+            if withData && source.size > 0 { try object.copyData(from: input, size: source.size) }
+            try object.copyExtendedAttributes(from: input)
+        case .symlink:
+            try scratch.makeSymlink(temporary, target: try sourceParent.readLink(name))
+            try scratch.setOwner(of: temporary, user: source.userID, group: source.groupID)
+            try scratch.setTimes(of: temporary, access: source.accessTime, modification: source.modificationTime)
+            return
+        default:
+            try scratch.makeNode(temporary, mode: source.mode, device: source.specialDevice)
+            object = try scratch.open(temporary, [.path])
+            try copyExtendedAttributes(from: try sourceParent.open(name, [.path]), to: object)
+        }
+        try object.setOwner(user: source.userID, group: source.groupID)
+        try object.setMode(source.permissions)
+        try object.setTimes(access: source.accessTime, modification: source.modificationTime)
+    }
+
+    /// Copies visible xattrs one by one (works on O_PATH descriptors too).
+    static func copyExtendedAttributes(from source: Descriptor, to target: Descriptor) throws {
+        for raw in try source.extendedAttributeNames() where !OverlayMarkers.isPrivateXattr(raw) {
+            let key = String(decoding: raw, as: UTF8.self)
+            guard let value = try source.extendedAttribute(key) else { continue }
+            do { try target.setExtendedAttribute(key, value) } catch let error as SystemCallError
+                where error.errno == EPERM || error.errno == ENOTSUP {
+                // security.* or trusted.* the daemon may not set: the kernel's copy-up skips these too.
+            }
+        }
+    }
+}

@@ -1,0 +1,463 @@
+import LayerSystem
+import Glibc
+
+/// Who asks for a change: new objects are owned by the caller.
+public struct Caller: Sendable {
+    public var userID: UInt32
+    public var groupID: UInt32
+    public init(userID: UInt32, groupID: UInt32) { self.userID = userID; self.groupID = groupID }
+}
+
+/// What a setattr changes (`nil` = unchanged).
+public struct AttributeChanges: Sendable {
+    public var mode: UInt32?
+    public var userID: UInt32?
+    public var groupID: UInt32?
+    public var size: Int64?
+    /// `.some(nil)` = now.
+    public var accessTime: TimeSpec??
+    public var modificationTime: TimeSpec??
+    public init() {}
+}
+
+/// The write path: every change lands in the upper layer in kernel
+/// overlayfs's on-disk format; lower layers are never modified.
+///
+/// Cache contract: each operation updates the node table in the same
+/// critical section order (namespace lock held): the parent's cached
+/// resolution of the name, the live node's resolution or location, and the
+/// parent's listing (dropped, rebuilt on the next opendir).
+extension OverlayFileSystem {
+    // MARK: Creating
+
+    /// Creates and opens a regular file (`O_CREAT`; the kernel has already
+    /// checked that the name is absent).
+    public func create(parent: UInt64, name: FileName, mode: UInt32, flags: Int32, caller: Caller) throws(OverlayError) -> (node: UInt64, attributes: FileAttributes, file: Descriptor) {
+        var opened: Descriptor?
+        let (node, attributes) = try place(parent: parent, name: name, caller: caller, isDirectory: false) { (scratch, temporary) throws in
+            let access = flags & OpenFlags.accessModeMask
+            let f = try scratch.createFile(temporary, flags: OpenFlags(rawValue: access == 0 ? O_RDWR : access), mode: mode & 0o7777)
+            opened = f
+            return f
+        }
+        guard let opened else { throw OverlayError(.system, errno: EIO, "create produced no file") }
+        // Reopen with the caller's flags (O_APPEND etc.) on the now-placed inode.
+        let passed = OpenFlags(rawValue: flags & (OpenFlags.accessModeMask | O_NONBLOCK | O_SYNC | O_DSYNC))
+        let file = try system("cannot open \(name)") { try opened.reopen(passed) }
+        return (node, attributes, file)
+    }
+
+    /// Creates a directory; opaque when it replaces a whiteout.
+    public func makeDirectory(parent: UInt64, name: FileName, mode: UInt32, caller: Caller) throws(OverlayError) -> (node: UInt64, attributes: FileAttributes) {
+        try place(parent: parent, name: name, caller: caller, isDirectory: true) { (scratch, temporary) throws in
+            try scratch.makeDirectory(temporary, mode: mode & 0o7777)
+            return try scratch.open(temporary, [.directory])
+        }
+    }
+
+    /// Creates a fifo, socket or device node.
+    public func makeNode(parent: UInt64, name: FileName, mode: UInt32, device: UInt64, caller: Caller) throws(OverlayError) -> (node: UInt64, attributes: FileAttributes) {
+        if FileKind(mode: mode) == .characterDevice && device == 0 {
+            throw OverlayError(.permissionDenied, errno: EPERM, "whiteouts are reserved to the filesystem")
+        }
+        return try place(parent: parent, name: name, caller: caller, isDirectory: false) { (scratch, temporary) throws in
+            try scratch.makeNode(temporary, mode: mode, device: device)
+            return try scratch.open(temporary, [.path])
+        }
+    }
+
+    /// Creates a symlink.
+    public func makeSymlink(parent: UInt64, name: FileName, target: [UInt8], caller: Caller) throws(OverlayError) -> (node: UInt64, attributes: FileAttributes) {
+        try place(parent: parent, name: name, caller: caller, isDirectory: false) { (scratch, temporary) throws in
+            try scratch.makeSymlink(temporary, target: target)
+            try scratch.setOwner(of: temporary, user: caller.userID, group: caller.groupID)
+            return nil
+        }
+    }
+
+    /// Hard-links `node` (copied up first) as `name` in `parent`.
+    public func link(_ node: UInt64, parent: UInt64, name: FileName) throws(OverlayError) -> (node: UInt64, attributes: FileAttributes) {
+        try checkWritableName(name)
+        return try namespace.withLock { (_) throws(OverlayError) in
+            try copyUpLocked(node, withData: true)
+            let (sourceParent, sourceName, _) = try location(of: node)
+            let inode = try record(node).resolution.attributes.inode
+            return try placeLocked(parent: parent, name: name, caller: nil, isDirectory: false, keepInode: inode) { (scratch, temporary) throws in
+                try sourceParent.link(sourceName, to: scratch, as: temporary)
+                return nil
+            }
+        }
+    }
+
+    func checkWritableName(_ name: FileName) throws(OverlayError) {
+        guard isWritable else { throw .readOnly() }
+        guard name.isValidComponent else { throw OverlayError(.invalidArgument, errno: EINVAL, "invalid name") }
+        guard !OverlayMarkers.isOCIMarker(name) else {
+            throw OverlayError(.invalidArgument, errno: EINVAL, "names starting with .wh. are reserved for whiteouts")
+        }
+    }
+
+    func place(parent: UInt64, name: FileName, caller: Caller?, isDirectory: Bool,
+               build: (Descriptor, FileName) throws -> Descriptor?) throws(OverlayError) -> (node: UInt64, attributes: FileAttributes) {
+        try checkWritableName(name)
+        return try namespace.withLock { (_) throws(OverlayError) in
+            try placeLocked(parent: parent, name: name, caller: caller, isDirectory: isDirectory, keepInode: nil, build: build)
+        }
+    }
+
+    /// Builds the new object in the work directory (owner and, for a directory
+    /// replacing a whiteout, the opaque mark set there), then renames it into
+    /// the upper parent: over a whiteout device if there is one, else with
+    /// RENAME_NOREPLACE. An OCI whiteout for the name is removed afterwards.
+    func placeLocked(parent: UInt64, name: FileName, caller: Caller?, isDirectory: Bool, keepInode: UInt64?,
+                     build: (Descriptor, FileName) throws -> Descriptor?) throws(OverlayError) -> (node: UInt64, attributes: FileAttributes) {
+        guard let work else { throw .readOnly() }
+        guard try record(parent).resolution.isDirectory else { throw OverlayError(.notADirectory, errno: ENOTDIR, "not a directory") }
+        let parentUpper = try upperDirectoryLocked(parent)
+        let scratch = work.directory
+        let temporary = work.temporaryName()
+        let opaqueKey = formats.withLock { $0.opaqueKey }
+        try system("cannot create \(name)") { () throws in
+            let existing = try parentUpper.attributesIfPresent(of: name)
+            let overWhiteout = existing.map(OverlayMarkers.isWhiteoutDevice) ?? false
+            if existing != nil && !overWhiteout { throw SystemCallError("create", errno: EEXIST) }
+            let ociMarker = OverlayMarkers.ociWhiteoutName(for: name)
+            let overOCIWhiteout = try name.bytes.count <= 251 && parentUpper.attributesIfPresent(of: ociMarker) != nil
+            do {
+                let object = try build(scratch, temporary)
+                if let object, let caller { try object.setOwner(user: caller.userID, group: Self.groupForNew(in: parentUpper, caller: caller)) }
+                if isDirectory && (overWhiteout || overOCIWhiteout), let object {
+                    try Self.markOpaque(object, key: opaqueKey)
+                }
+                if overWhiteout {
+                    // Swap with the whiteout (a directory cannot be renamed over a device),
+                    // then drop the whiteout from the work directory.
+                    try scratch.rename(temporary, to: parentUpper, as: name, flags: .exchange)
+                    try scratch.remove(temporary)
+                } else {
+                    try scratch.rename(temporary, to: parentUpper, as: name, flags: .noReplace)
+                }
+            } catch {
+                try? TreeRemoval.remove(temporary, in: scratch)
+                throw error
+            }
+            if overOCIWhiteout { try parentUpper.remove(ociMarker) }
+        }
+        let resolution = try refresh(parent: parent, name: name, keepInode: keepInode)
+        guard let resolution else { throw OverlayError(.system, errno: EIO, "\(name) vanished after creation") }
+        let id = table.withLock { $0.reference(parent: parent, name: name, resolution: resolution) }
+        return (id, resolution.attributes)
+    }
+
+    /// Group of a new object: the parent's when the parent is setgid (what the
+    /// kernel would do for the caller), else the caller's.
+    static func groupForNew(in parentUpper: Descriptor, caller: Caller) throws -> UInt32 {
+        let parent = try parentUpper.attributes()
+        return parent.mode & 0o2000 != 0 ? parent.groupID : caller.groupID
+    }
+
+    static func markOpaque(_ directory: Descriptor, key: String) throws {
+        do { try directory.setExtendedAttribute(key, OverlayMarkers.opaqueValue) } catch let error as SystemCallError
+            where key == OverlayMarkers.trustedOpaque && (error.errno == EPERM || error.errno == ENOTSUP) {
+            try directory.setExtendedAttribute(OverlayMarkers.userOpaque, OverlayMarkers.opaqueValue)
+        }
+    }
+
+    /// Re-resolves `name` in `parent` through the stack and records the result
+    /// (keeping the live node's inode number, or `keepInode`).
+    @discardableResult
+    func refresh(parent: UInt64, name: FileName, keepInode: UInt64? = nil) throws(OverlayError) -> Resolution? {
+        let layers = try record(parent).resolution.layers
+        let parents = try layers.map { (layer) throws(OverlayError) in
+            LayerDirectory(layer: layer, descriptor: try directory(node: parent, layer: layer))
+        }
+        var resolved = try NameResolver.resolve(name, in: parents, stack: stack)
+        table.withLock { t in
+            if var r = resolved?.0 {
+                if let keepInode { r.attributes.inode = keepInode } else if let id = t.nodes[parent]?.children[name]?.node,
+                    let node = t.nodes[id], !node.detached, node.resolution.kind == r.kind {
+                    r.attributes.inode = node.resolution.attributes.inode
+                }
+                resolved!.0 = r
+            }
+            t.update(parent: parent, name: name, resolution: resolved?.0)
+        }
+        if let (_, opened) = resolved, let id = table.withLock({ $0.nodes[parent]?.children[name]?.node }) {
+            for d in opened { descriptors.insert(d.descriptor, node: id, layer: d.layer) }
+        }
+        return resolved?.0
+    }
+
+    // MARK: Removing
+
+    /// Removes a non-directory.
+    public func unlink(parent: UInt64, name: FileName) throws(OverlayError) {
+        try remove(parent: parent, name: name, directory: false)
+    }
+
+    /// Removes an empty (in the merged view) directory.
+    public func removeDirectory(parent: UInt64, name: FileName) throws(OverlayError) {
+        try remove(parent: parent, name: name, directory: true)
+    }
+
+    func remove(parent: UInt64, name: FileName, directory isDirectory: Bool) throws(OverlayError) {
+        guard isWritable else { throw .readOnly() }
+        try namespace.withLock { (_) throws(OverlayError) in
+            let (child, _) = try lookup(parent: parent, name: name)
+            defer { forget(child, count: 1) }
+            let resolution = try record(child).resolution
+            if isDirectory {
+                guard resolution.isDirectory else { throw OverlayError(.notADirectory, errno: ENOTDIR, "not a directory") }
+                guard try listing(of: child).isEmpty else { throw OverlayError(.notEmpty, errno: ENOTEMPTY, "directory not empty") }
+            } else if resolution.isDirectory {
+                throw OverlayError(.isADirectory, errno: EISDIR, "is a directory")
+            }
+            try removeLocked(parent: parent, name: name, upperObject: resolution.topLayer == 0)
+        }
+    }
+
+    /// Takes `name` out of the merged view: removes the upper object (if any)
+    /// and, when a lower layer still shows the name, leaves a whiteout.
+    func removeLocked(parent: UInt64, name: FileName, upperObject: Bool) throws(OverlayError) {
+        let parentUpper = try upperDirectoryLocked(parent)
+        let needsWhiteout = try lowerHas(name, parent: parent)
+        try writeWhiteoutOrRemove(name, in: parentUpper, upperObject: upperObject, whiteout: needsWhiteout)
+        table.withLock { t in
+            t.detach(parent: parent, name: name)
+            t.nodes[parent]?.children[name] = NodeTable.Child(resolution: nil, node: nil)
+        }
+    }
+
+    /// Whether a lower layer of `parent`'s merge chain shows `name`.
+    func lowerHas(_ name: FileName, parent: UInt64) throws(OverlayError) -> Bool {
+        let lowers = try record(parent).resolution.layers.filter { $0 != 0 }
+        guard !lowers.isEmpty else { return false }
+        let parents = try lowers.map { (layer) throws(OverlayError) in
+            LayerDirectory(layer: layer, descriptor: try directory(node: parent, layer: layer))
+        }
+        return try NameResolver.resolve(name, in: parents, stack: stack) != nil
+    }
+
+    /// Replaces the upper object `name` with a whiteout (built in the work
+    /// directory and renamed over it, atomically), writes a whiteout where no
+    /// upper object exists, or just removes the upper object.
+    func writeWhiteoutOrRemove(_ name: FileName, in parentUpper: Descriptor, upperObject: Bool, whiteout: Bool) throws(OverlayError) {
+        guard let work else { throw .readOnly() }
+        try system("cannot remove \(name)") { () throws in
+            let present = upperObject ? try parentUpper.attributesIfPresent(of: name) : nil
+            guard whiteout else {
+                if let present {
+                    if present.isDirectory { try TreeRemoval.remove(name, in: parentUpper) } else { try parentUpper.remove(name) }
+                }
+                return
+            }
+            if formats.withLock({ $0.whiteout }) == .characterDevice {
+                let temporary = work.temporaryName()
+                do {
+                    try work.directory.makeNode(temporary, mode: 0o020000, device: 0)
+                } catch let error as SystemCallError where error.errno == EPERM {
+                    formats.withLock { $0.whiteout = .oci }   // mknod not permitted: OCI files from now on
+                }
+                if try work.directory.attributesIfPresent(of: temporary) != nil {
+                    if present == nil {
+                        try work.directory.rename(temporary, to: parentUpper, as: name, flags: .noReplace)
+                    } else {
+                        // Atomic swap: the name is the whiteout at every instant after this call.
+                        try work.directory.rename(temporary, to: parentUpper, as: name, flags: .exchange)
+                        try TreeRemoval.remove(temporary, in: work.directory)
+                    }
+                    return
+                }
+            }
+            _ = try parentUpper.open(OverlayMarkers.ociWhiteoutName(for: name), [.writeOnly, .create], mode: 0)
+            if let present {
+                if present.isDirectory { try TreeRemoval.remove(name, in: parentUpper) } else { try parentUpper.remove(name) }
+            }
+        }
+    }
+}
+
+extension OverlayFileSystem {
+    // MARK: Rename
+
+    /// Renames with POSIX semantics, `RENAME_NOREPLACE` and `RENAME_EXCHANGE`.
+    ///
+    /// A directory that merges lower content is first copied up whole (every
+    /// descendant, then marked opaque), so renaming lower directories works
+    /// (kernel overlayfs without redirect_dir and fuse-overlayfs answer EXDEV).
+    /// The old name gets a whiteout when a lower layer still shows it.
+    public func rename(parent: UInt64, name: FileName, to newParent: UInt64, as newName: FileName, flags: RenameFlags) throws(OverlayError) {
+        try checkWritableName(newName)
+        try namespace.withLock { (_) throws(OverlayError) in
+            let (source, _) = try lookup(parent: parent, name: name)
+            defer { forget(source, count: 1) }
+            var target: UInt64?
+            do throws(OverlayError) { target = try lookup(parent: newParent, name: newName).node } catch where error.errno == ENOENT { target = nil }
+            defer { if let target { forget(target, count: 1) } }
+            let sourceResolution = try record(source).resolution
+            let exchange = flags.contains(.exchange)
+            if flags.contains(.noReplace) && target != nil { throw OverlayError(.exists, errno: EEXIST, "target exists") }
+            if exchange && target == nil { throw .notFound() }
+            if let target, !exchange {
+                if target == source { return }
+                let targetResolution = try record(target).resolution
+                if sourceResolution.isDirectory {
+                    guard targetResolution.isDirectory else { throw OverlayError(.notADirectory, errno: ENOTDIR, "not a directory") }
+                    guard try listing(of: target).isEmpty else { throw OverlayError(.notEmpty, errno: ENOTEMPTY, "directory not empty") }
+                } else if targetResolution.isDirectory {
+                    throw OverlayError(.isADirectory, errno: EISDIR, "is a directory")
+                }
+                if !sourceResolution.isDirectory && sourceResolution.attributes.inode == targetResolution.attributes.inode
+                    && sourceResolution.topLayer == targetResolution.topLayer {
+                    return   // two names of one file: rename does nothing
+                }
+            }
+            try bringUpWhole(source)
+            if exchange, let target { try bringUpWhole(target) }
+            let parentUpper = try upperDirectoryLocked(parent)
+            let newParentUpper = try upperDirectoryLocked(newParent)
+            let opaqueKey = formats.withLock { $0.opaqueKey }
+            let sourceIsDirectory = sourceResolution.isDirectory
+            let targetIsDirectory = try target.map { (t) throws(OverlayError) in try record(t).resolution.isDirectory } ?? false
+            let oldNameInLower = try lowerHas(name, parent: parent)
+            let newNameInLower = try lowerHas(newName, parent: newParent)
+            try system("cannot rename \(name)") { () throws in
+                if exchange {
+                    try parentUpper.rename(name, to: newParentUpper, as: newName, flags: .exchange)
+                    if sourceIsDirectory && newNameInLower { try Self.markOpaque(newParentUpper.open(newName, [.directory]), key: opaqueKey) }
+                    if targetIsDirectory && oldNameInLower { try Self.markOpaque(parentUpper.open(name, [.directory]), key: opaqueKey) }
+                    return
+                }
+                if let existing = try newParentUpper.attributesIfPresent(of: newName), existing.isDirectory {
+                    // The target is empty in the merged view: whatever its upper copy holds is whiteouts.
+                    try TreeRemoval.removeContents(of: newParentUpper.open(newName, [.directory]))
+                }
+                try parentUpper.rename(name, to: newParentUpper, as: newName)
+                let ociMarker = OverlayMarkers.ociWhiteoutName(for: newName)
+                if newName.bytes.count <= 251, try newParentUpper.attributesIfPresent(of: ociMarker) != nil {
+                    try newParentUpper.remove(ociMarker)
+                }
+                if sourceIsDirectory && newNameInLower { try Self.markOpaque(newParentUpper.open(newName, [.directory]), key: opaqueKey) }
+            }
+            if !exchange && oldNameInLower {
+                try writeWhiteoutOrRemove(name, in: parentUpper, upperObject: false, whiteout: true)
+            }
+            table.withLock { t in
+                if exchange, let target {
+                    t.move(source, to: newParent, name: newName)
+                    t.move(target, to: parent, name: name)
+                } else {
+                    t.detach(parent: newParent, name: newName)
+                    t.move(source, to: newParent, name: newName)
+                    t.nodes[parent]?.children[name] = nil
+                }
+            }
+            let sourceInode = sourceResolution.attributes.inode
+            try refresh(parent: newParent, name: newName, keepInode: sourceInode)
+            if exchange, let target {
+                try refresh(parent: parent, name: name, keepInode: try record(target).resolution.attributes.inode)
+            } else {
+                try refresh(parent: parent, name: name)
+            }
+        }
+    }
+
+    /// Copies `node` up; a directory merging lower content is copied up with
+    /// all its descendants and marked opaque, so it no longer needs its lowers.
+    func bringUpWhole(_ node: UInt64) throws(OverlayError) {
+        let resolution = try record(node).resolution
+        guard resolution.isDirectory else { return try copyUpLocked(node, withData: true) }
+        if resolution.layers == [0] { return }
+        try copyUpLocked(node, withData: true)
+        for entry in try listing(of: node) {
+            let (child, _) = try lookup(parent: node, name: entry.name, from: entry.layer)
+            defer { forget(child, count: 1) }
+            try bringUpWhole(child)
+        }
+        let upper = try directory(node: node, layer: 0)
+        let opaqueKey = formats.withLock { $0.opaqueKey }
+        try system("cannot make the copied-up directory self-contained") { () throws in
+            var markers: [FileName] = []
+            try upper.forEachEntry { entry in
+                if OverlayMarkers.isOCIMarker(entry.name) { markers.append(entry.name); return }
+                if entry.kind == .characterDevice || entry.kind == nil,
+                   let a = try upper.attributesIfPresent(of: entry.name), OverlayMarkers.isWhiteoutDevice(a) {
+                    markers.append(entry.name)
+                }
+            }
+            for marker in markers { try upper.remove(marker) }
+            try Self.markOpaque(upper, key: opaqueKey)
+        }
+        table.withLock { t in
+            t.nodes[node]?.resolution.layers = [0]
+            t.nodes[node]?.listing = nil
+            for id in t.descendants(of: node) where t.nodes[id]?.resolution.topLayer == 0 {
+                t.nodes[id]?.resolution.layers = [0]
+            }
+        }
+    }
+
+    // MARK: Attributes
+
+    /// Applies a setattr: copies up first (no data when truncating to 0), then
+    /// changes the upper object. `handle` is the open file for ftruncate.
+    public func setAttributes(_ node: UInt64, _ changes: AttributeChanges, handle: Descriptor?) throws(OverlayError) -> FileAttributes {
+        guard isWritable else { throw .readOnly() }
+        try copyUp(node, withData: changes.size != 0)
+        let n = try record(node)
+        try system("cannot change attributes") { () throws in
+            let object: Descriptor
+            let parent: Descriptor?
+            if node == Self.rootID {
+                object = stack.layers[0].root
+                parent = nil
+            } else {
+                let p = try directory(node: n.parent, layer: 0)
+                parent = p
+                object = try p.open(n.name, n.resolution.isDirectory ? [.directory] : [.path])
+            }
+            if let size = changes.size {
+                let file = try handle ?? object.reopen(.writeOnly)
+                try file.truncate(to: size)
+            }
+            if changes.userID != nil || changes.groupID != nil {
+                try object.setOwner(user: changes.userID ?? UInt32.max, group: changes.groupID ?? UInt32.max)
+            }
+            if let mode = changes.mode, n.resolution.kind != .symlink { try object.setMode(mode) }
+            if changes.accessTime != nil || changes.modificationTime != nil {
+                let now = System.now()
+                let access = changes.accessTime.map { $0 ?? now }
+                let modification = changes.modificationTime.map { $0 ?? now }
+                if let parent { try parent.setTimes(of: n.name, access: access, modification: modification) } else {
+                    try object.setTimes(access: access, modification: modification)
+                }
+            }
+        }
+        return try attributes(of: node, handle: handle)
+    }
+
+    // MARK: Extended attributes
+
+    /// Sets an xattr on the (copied-up) object; overlay-private names are refused.
+    public func setExtendedAttribute(_ node: UInt64, name: String, value: [UInt8], flags: Int32) throws(OverlayError) {
+        guard isWritable else { throw .readOnly() }
+        if OverlayMarkers.isPrivateXattr(Array(name.utf8)) {
+            throw OverlayError(.permissionDenied, errno: EPERM, "overlay-private attribute")
+        }
+        try copyUp(node)
+        let d = try objectDescriptor(node)
+        try system("cannot set attribute \(name)") { try d.setExtendedAttribute(name, value, flags: flags) }
+    }
+
+    /// Removes an xattr from the (copied-up) object.
+    public func removeExtendedAttribute(_ node: UInt64, name: String) throws(OverlayError) {
+        guard isWritable else { throw .readOnly() }
+        if OverlayMarkers.isPrivateXattr(Array(name.utf8)) {
+            throw OverlayError(.permissionDenied, errno: EPERM, "overlay-private attribute")
+        }
+        _ = try extendedAttribute(node, name: name)   // ENODATA before copying anything up
+        try copyUp(node)
+        let d = try objectDescriptor(node)
+        try system("cannot remove attribute \(name)") { try d.removeExtendedAttribute(name) }
+    }
+}
