@@ -34,6 +34,20 @@ struct NodeTable {
         var listing: [ListingEntry]?
         /// Removed from the namespace (unlinked or replaced) while the kernel still holds it.
         var detached = false
+        /// Negative entries cached in `children` (bounded by `negativeLimit`).
+        var negatives = 0
+    }
+
+    /// Negative entries cached per directory at most: any user who can stat
+    /// random names must not be able to grow the daemon without bound. Past the
+    /// limit, absent names are answered without being cached.
+    static let negativeLimit = 1024
+
+    /// Caches "absent" for `name` in `parent` unless the directory's quota is used up.
+    mutating func cacheAbsent(parent: UInt64, name: FileName) {
+        guard let node = nodes[parent], node.negatives < Self.negativeLimit else { return }
+        if node.children[name] == nil { nodes[parent]!.negatives += 1 }
+        nodes[parent]!.children[name] = Child(resolution: nil, node: nil)
     }
 
     static let rootID: UInt64 = 1

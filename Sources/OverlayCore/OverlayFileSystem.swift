@@ -114,7 +114,7 @@ public final class OverlayFileSystem: Sendable {
                     return (t.reference(parent: parent, name: name, resolution: resolution), resolution.attributes)
                 }
                 guard let (resolution, _) = resolved else {
-                    t.nodes[parent]!.children[name] = NodeTable.Child(resolution: nil, node: nil)
+                    t.cacheAbsent(parent: parent, name: name)
                     return nil
                 }
                 return (t.reference(parent: parent, name: name, resolution: resolution), resolution.attributes)
