@@ -74,23 +74,26 @@ public enum ProcessControl {
     /// Writes `text` to standard output, unbuffered.
     public static func writeStandardOutput(_ text: String) { writeAll(1, text) }
 
-    /// Writes raw bytes to standard output.
-    public static func writeStandardOutput(bytes: [UInt8]) {
+    /// Writes raw bytes to standard output; `false` if they could not all be
+    /// written (a full disk, a closed descriptor).
+    @discardableResult
+    public static func writeStandardOutput(bytes: [UInt8]) -> Bool {
         bytes.withUnsafeBytes { b in writeAll(1, b) }
     }
 
     private static func writeAll(_ fd: Int32, _ text: String) {
         var copy = text
-        copy.withUTF8 { b in writeAll(fd, UnsafeRawBufferPointer(b)) }
+        copy.withUTF8 { b in _ = writeAll(fd, UnsafeRawBufferPointer(b)) }
     }
 
-    private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) {
+    private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
         var offset = 0
         while offset < bytes.count {
             let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-            if n < 0 { if errno == EINTR { continue }; return }
+            if n < 0 { if errno == EINTR { continue }; return false }
             offset += n
         }
+        return true
     }
 
     /// Whether standard error is a terminal.

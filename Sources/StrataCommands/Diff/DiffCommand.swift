@@ -70,6 +70,9 @@ public struct DiffCommand: ParsableCommand {
         }
         progress?.finish()
         output.finish()
+        if output.failed {
+            throw CommandFailure("cannot write the change list to standard output: the list is incomplete", exitCode: Self.failureStatus)
+        }
         if exitCode && output.count > 0 { throw ExitCode(1) }
     }
 

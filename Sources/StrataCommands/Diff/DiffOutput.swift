@@ -13,6 +13,8 @@ final class DiffOutput {
     private var buffer: [UInt8] = []
     private(set) var count = 0
     private(set) var flushedAny = false
+    /// Some output could not be written: the list on stdout is incomplete.
+    private(set) var failed = false
     static let holdLimit = 64 << 20
     static let chunk = 1 << 20
 
@@ -25,14 +27,14 @@ final class DiffOutput {
         count += 1
         renderer.append(change, to: &buffer)
         if buffer.count >= Self.holdLimit || (flushedAny && buffer.count >= Self.chunk) {
-            ProcessControl.writeStandardOutput(bytes: buffer)
+            if !ProcessControl.writeStandardOutput(bytes: buffer) { failed = true }
             buffer.removeAll(keepingCapacity: true)
             flushedAny = true
         }
     }
 
     func finish() {
-        if !buffer.isEmpty { ProcessControl.writeStandardOutput(bytes: buffer) }
+        if !buffer.isEmpty && !ProcessControl.writeStandardOutput(bytes: buffer) { failed = true }
         buffer = []
     }
 }
