@@ -20,7 +20,3 @@ public struct SystemCallError: Error, Equatable, CustomStringConvertible, Sendab
 
     public var description: String { "\(name): \(message)" }
 }
-
-extension SystemCallError {
-    public static let ENOENT = Glibc.ENOENT
-}

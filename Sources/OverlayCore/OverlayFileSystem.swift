@@ -77,22 +77,22 @@ public final class OverlayFileSystem: Sendable {
     /// entry's `layer`); the search then skips the layers above it.
     public func lookup(parent: UInt64, name: FileName, from topmost: Int? = nil) throws(OverlayError) -> (node: UInt64, attributes: FileAttributes) {
         guard name.isValidComponent, !OverlayMarkers.isOCIMarker(name) else { throw .notFound() }
-        enum Cached { case hit(UInt64, FileAttributes), negative, miss([Int]) }
+        enum Cached { case hit(UInt64, FileAttributes, inUpper: Bool), negative, miss([Int]) }
         let cached: Cached = try table.withLock { (t) throws(OverlayError) -> Cached in
             guard let p = t.nodes[parent] else { throw OverlayError(.notFound, errno: ESTALE, "stale node \(parent)") }
             guard p.resolution.isDirectory else { throw OverlayError(.notADirectory, errno: ENOTDIR, "not a directory") }
             if let child = p.children[name] {
                 guard let resolution = child.resolution else { return .negative }
                 let id = t.reference(parent: parent, name: name, resolution: resolution)
-                return .hit(id, resolution.attributes)
+                return .hit(id, resolution.attributes, inUpper: resolution.topLayer == 0)
             }
             return .miss(p.resolution.layers)
         }
         switch cached {
-        case .hit(let id, let attributes):
+        case .hit(let id, let attributes, let inUpper):
             // Upper objects change through the daemon: their cached attributes are
             // only a starting point, so they are stat'ed fresh (one fstatat).
-            if isWritable, let r = try? resolution(of: id), r.topLayer == 0 {
+            if isWritable && inUpper {
                 do throws(OverlayError) { return (id, try self.attributes(of: id)) } catch {
                     forget(id, count: 1)
                     throw error

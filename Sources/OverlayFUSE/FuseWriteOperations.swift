@@ -18,6 +18,15 @@ enum FuseWriteOperations {
         if fuse_reply_entry(req, &e) != 0 { c.overlay.forget(result.node, count: 1) }
     }
 
+    /// Runs a core call that answers with success or an errno, and replies.
+    static func replyStatus(_ req: fuse_req_t?, _ op: StaticString, _ body: (FuseContext) throws(OverlayError) -> Void) {
+        let c = FuseContext.of(req)
+        do throws(OverlayError) {
+            try body(c)
+            fuse_reply_err(req, 0)
+        } catch { c.fail(req, error, op) }
+    }
+
     static func install(into ops: inout fuse_lowlevel_ops) {
         ops.mkdir = { req, parent, name, mode in
             let c = FuseContext.of(req)
@@ -46,26 +55,20 @@ enum FuseWriteOperations {
             } catch { c.fail(req, error, "link") }
         }
         ops.unlink = { req, parent, name in
-            let c = FuseContext.of(req)
-            do throws(OverlayError) {
+            FuseWriteOperations.replyStatus(req, "unlink") { (c) throws(OverlayError) in
                 try c.overlay.unlink(parent: UInt64(parent), name: fileName(name))
-                fuse_reply_err(req, 0)
-            } catch { c.fail(req, error, "unlink") }
+            }
         }
         ops.rmdir = { req, parent, name in
-            let c = FuseContext.of(req)
-            do throws(OverlayError) {
+            FuseWriteOperations.replyStatus(req, "rmdir") { (c) throws(OverlayError) in
                 try c.overlay.removeDirectory(parent: UInt64(parent), name: fileName(name))
-                fuse_reply_err(req, 0)
-            } catch { c.fail(req, error, "rmdir") }
+            }
         }
         ops.rename = { req, parent, name, newParent, newName, flags in
-            let c = FuseContext.of(req)
-            do throws(OverlayError) {
+            FuseWriteOperations.replyStatus(req, "rename") { (c) throws(OverlayError) in
                 try c.overlay.rename(parent: UInt64(parent), name: fileName(name), to: UInt64(newParent), as: fileName(newName),
                                      flags: RenameFlags(rawValue: flags))
-                fuse_reply_err(req, 0)
-            } catch { c.fail(req, error, "rename") }
+            }
         }
         ops.create = { req, parent, name, mode, fi in
             let c = FuseContext.of(req)
@@ -128,20 +131,16 @@ enum FuseWriteOperations {
             } catch { c.fail(req, error, "setattr") }
         }
         ops.setxattr = { req, ino, name, value, size, flags in
-            let c = FuseContext.of(req)
-            do throws(OverlayError) {
+            FuseWriteOperations.replyStatus(req, "setxattr") { (c) throws(OverlayError) in
                 // SAFETY: the kernel passes `size` bytes of value.
                 let bytes = size == 0 ? [] : Array(UnsafeRawBufferPointer(start: value, count: size))
                 try c.overlay.setExtendedAttribute(UInt64(ino), name: name.map { String(cString: $0) } ?? "", value: bytes, flags: flags)
-                fuse_reply_err(req, 0)
-            } catch { c.fail(req, error, "setxattr") }
+            }
         }
         ops.removexattr = { req, ino, name in
-            let c = FuseContext.of(req)
-            do throws(OverlayError) {
+            FuseWriteOperations.replyStatus(req, "removexattr") { (c) throws(OverlayError) in
                 try c.overlay.removeExtendedAttribute(UInt64(ino), name: name.map { String(cString: $0) } ?? "")
-                fuse_reply_err(req, 0)
-            } catch { c.fail(req, error, "removexattr") }
+            }
         }
     }
 }
