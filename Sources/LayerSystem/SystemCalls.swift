@@ -258,6 +258,16 @@ extension Descriptor {
         }
     }
 
+    /// Gives this (possibly `O_PATH`) descriptor's object the new name
+    /// `newName` in `directory`. Wraps `linkat(2)` on `/proc/self/fd/N` with
+    /// AT_SYMLINK_FOLLOW (no CAP_DAC_READ_SEARCH needed); ENOENT once the
+    /// object has no name left.
+    public func linkObject(to directory: Descriptor, as newName: FileName) throws {
+        _ = try withName(newName) { (b) throws in
+            try retrying("linkat") { Glibc.linkat(AT_FDCWD, procPath, directory.rawValue, b, AT_SYMLINK_FOLLOW) }
+        }
+    }
+
     /// Removes `name` (a directory with `directory: true`). Wraps `unlinkat(2)`.
     public func remove(_ name: FileName, directory: Bool = false) throws {
         _ = try withName(name) { (p) throws in

@@ -36,7 +36,22 @@ struct NodeTable {
         var detached = false
         /// Negative entries cached in `children` (bounded by `negativeLimit`).
         var negatives = 0
+        /// For an upper non-directory with several names (hard links): its
+        /// upper inode number, under which `sharedNodes` finds this node.
+        var sharedKey: UInt64?
+        /// `O_PATH` descriptor of a shared node's object. The object is reached
+        /// through it (any of its names may be renamed or unlinked meanwhile),
+        /// and it keeps the inode alive, so its number cannot be reused while
+        /// `sharedNodes` maps it here.
+        var handle: Descriptor?
     }
+
+    /// Upper inode number → the one node every name of that (hard-linked)
+    /// object maps to. The kernel then holds one inode for all the names, so
+    /// its page cache and attributes stay coherent across them, as on kernel
+    /// overlayfs. Lower objects are never shared: copying one name up breaks
+    /// the link (the overlayfs rule without an index).
+    var sharedNodes: [UInt64: UInt64] = [:]
 
     /// Negative entries cached per directory at most: any user who can stat
     /// random names must not be able to grow the daemon without bound. Past the
@@ -58,18 +73,49 @@ struct NodeTable {
         nodes[Self.rootID] = Node(parent: Self.rootID, name: FileName(bytes: []), resolution: root, lookups: 1)
     }
 
-    /// Creates (or re-references) the node for `name` in `parent`, adding one lookup.
+    /// Creates (or re-references) the node for `name` in `parent`, adding one
+    /// lookup. A name of an upper object that already has a shared node gets
+    /// that node; a new node for an upper non-directory with several links is
+    /// registered as shared (the caller then attaches its `handle`).
     mutating func reference(parent: UInt64, name: FileName, resolution: Resolution) -> UInt64 {
         if let existing = nodes[parent]?.children[name]?.node, nodes[existing] != nil {
             nodes[existing]!.lookups += 1
             return existing
+        }
+        let sharable = !resolution.isDirectory && resolution.topLayer == 0
+        if sharable, let shared = sharedNodes[resolution.objectInode], nodes[shared] != nil {
+            nodes[shared]!.lookups += 1
+            nodes[parent]?.children[name] = Child(resolution: resolution, node: shared)
+            return shared
         }
         let id = nextID
         nextID += 1
         nodes[id] = Node(parent: parent, name: name, resolution: resolution, lookups: 1)
         nodes[parent]?.pins += 1
         nodes[parent]?.children[name] = Child(resolution: resolution, node: id)
+        if sharable && resolution.attributes.linkCount > 1 { share(id) }
         return id
+    }
+
+    /// Registers upper non-directory `id` as the node of all its names.
+    mutating func share(_ id: UInt64) {
+        guard let node = nodes[id], node.sharedKey == nil else { return }
+        nodes[id]!.sharedKey = node.resolution.objectInode
+        sharedNodes[node.resolution.objectInode] = id
+    }
+
+    /// Takes `id` out of `sharedNodes` (its handle could not be attached).
+    mutating func unshare(_ id: UInt64) {
+        guard let key = nodes[id]?.sharedKey else { return }
+        if sharedNodes[key] == id { sharedNodes[key] = nil }
+        nodes[id]!.sharedKey = nil
+        nodes[id]!.handle = nil
+    }
+
+    /// Whether `id` is shared and still waits for its handle.
+    func needsHandle(_ id: UInt64) -> Bool {
+        guard let node = nodes[id] else { return false }
+        return node.sharedKey != nil && node.handle == nil
     }
 
     /// Drops `count` lookups of `id`; returns the nodes that left the table
@@ -82,6 +128,7 @@ struct NodeTable {
         var current = id
         while current != Self.rootID, let n = nodes[current], n.lookups == 0, n.pins == 0 {
             nodes[current] = nil
+            if let key = n.sharedKey, sharedNodes[key] == current { sharedNodes[key] = nil }
             removed.append((current, n.resolution.isDirectory ? n.resolution.layers : []))
             nodes[n.parent]?.pins -= 1
             if nodes[n.parent]?.children[n.name]?.node == current {
@@ -112,7 +159,8 @@ extension NodeTable {
     /// Marks the live node at `name` in `parent` (if any) as detached and
     /// forgets the cached resolution of the name.
     mutating func detach(parent: UInt64, name: FileName) {
-        if let id = nodes[parent]?.children[name]?.node { nodes[id]?.detached = true }
+        // A shared node may live on under its other names; it is reached through its handle.
+        if let id = nodes[parent]?.children[name]?.node, nodes[id]?.handle == nil { nodes[id]?.detached = true }
         nodes[parent]?.children[name] = nil
         nodes[parent]?.listing = nil
     }
@@ -123,18 +171,24 @@ extension NodeTable {
         nodes[parent]?.children[name] = Child(resolution: resolution, node: resolution == nil ? nil : id)
         nodes[parent]?.listing = nil
         if let id, let resolution { nodes[id]?.resolution = resolution }
-        if let id, resolution == nil { nodes[id]?.detached = true }
+        if let id, resolution == nil, nodes[id]?.handle == nil { nodes[id]?.detached = true }
     }
 
-    /// Every live node below `ancestor` (not including it).
-    func descendants(of ancestor: UInt64) -> [UInt64] {
-        nodes.keys.filter { id in
-            var current = id
-            while current != Self.rootID, let n = nodes[current] {
-                if n.parent == ancestor { return true }
-                current = n.parent
-            }
-            return false
+    /// Records that directory `id` no longer merges lower layers (it was copied
+    /// up whole and marked opaque): its own resolution, its parent's cached
+    /// entry for it, and the cached entries of its subdirectories (each of
+    /// which was copied up whole before it) now name the upper layer only.
+    /// Without this a later lookup would reach into lower directories at the
+    /// old path after a rename.
+    mutating func makeUpperOnly(_ id: UInt64) {
+        guard let node = nodes[id] else { return }
+        nodes[id]!.resolution.layers = [0]
+        nodes[id]!.listing = nil
+        if id != Self.rootID, nodes[node.parent]?.children[node.name]?.node == id {
+            nodes[node.parent]!.children[node.name]!.resolution!.layers = [0]
+        }
+        for (name, child) in node.children where child.resolution?.isDirectory == true {
+            nodes[id]!.children[name]!.resolution!.layers = [0]
         }
     }
 }

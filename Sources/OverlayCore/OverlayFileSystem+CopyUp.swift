@@ -49,7 +49,12 @@ extension OverlayFileSystem {
         var resolution = n.resolution
         resolution.layers = n.resolution.isDirectory ? [0] + n.resolution.layers : [0]
         resolution.attributes = fresh
-        resolution.attributes.inode = n.resolution.attributes.inode
+        resolution.objectInode = fresh.inode
+        // The copy keeps the number it was shown with, except for a lower hard link:
+        // its names are copied up to separate files, which must not share a number
+        // (kernel overlayfs's rule without an index).
+        let brokenLink = !n.resolution.isDirectory && n.resolution.attributes.linkCount > 1
+        resolution.attributes.inode = brokenLink ? stack.exposedInode(fresh.inode, layer: 0) : n.resolution.attributes.inode
         if fresh.isDirectory && resolution.layers.count > 1 { resolution.attributes.linkCount = 1 }
         table.withLock { t in
             t.nodes[node]?.resolution = resolution

@@ -80,10 +80,16 @@ extension OverlayFileSystem {
         try checkWritableName(name)
         return try namespace.withLock { (_) throws(OverlayError) in
             try copyUpLocked(node, withData: true)
-            let (sourceParent, sourceName, _) = try location(of: node)
-            let inode = try record(node).resolution.attributes.inode
-            return try placeLocked(parent: parent, name: name, caller: nil, isDirectory: false, keepInode: inode) { (scratch, temporary) throws in
-                try sourceParent.link(sourceName, to: scratch, as: temporary)
+            // From now on the object has several names: make its node the shared one,
+            // so the kernel keeps one inode (one page cache) for all of them.
+            let n = try record(node)
+            if n.handle == nil {
+                table.withLock { $0.share(node) }
+                attachHandle(node, reachedAs: n.name, in: n.parent)
+            }
+            guard let handle = try record(node).handle else { throw .notFound() }   // unlinked meanwhile
+            return try placeLocked(parent: parent, name: name, caller: nil, isDirectory: false, keepInode: n.resolution.attributes.inode) { (scratch, temporary) throws in
+                try handle.linkObject(to: scratch, as: temporary)
                 return nil
             }
         }
@@ -146,6 +152,7 @@ extension OverlayFileSystem {
         let resolution = try refresh(parent: parent, name: name, keepInode: keepInode)
         guard let resolution else { throw OverlayError(.system, errno: EIO, "\(name) vanished after creation") }
         let id = table.withLock { $0.reference(parent: parent, name: name, resolution: resolution) }
+        attachHandle(id, reachedAs: name, in: parent)
         return (id, resolution.attributes)
     }
 
@@ -175,7 +182,7 @@ extension OverlayFileSystem {
         table.withLock { t in
             if var r = resolved?.0 {
                 if let keepInode { r.attributes.inode = keepInode } else if let id = t.nodes[parent]?.children[name]?.node,
-                    let node = t.nodes[id], !node.detached, node.resolution.kind == r.kind {
+                    let node = t.nodes[id], !node.detached || node.handle != nil, node.resolution.kind == r.kind {
                     r.attributes.inode = node.resolution.attributes.inode
                 }
                 resolved!.0 = r
@@ -307,7 +314,7 @@ extension OverlayFileSystem {
                 } else if targetResolution.isDirectory {
                     throw OverlayError(.isADirectory, errno: EISDIR, "is a directory")
                 }
-                if !sourceResolution.isDirectory && sourceResolution.attributes.inode == targetResolution.attributes.inode
+                if !sourceResolution.isDirectory && sourceResolution.objectInode == targetResolution.objectInode
                     && sourceResolution.topLayer == targetResolution.topLayer {
                     return   // two names of one file: rename does nothing
                 }
@@ -321,6 +328,8 @@ extension OverlayFileSystem {
             let targetIsDirectory = try target.map { (t) throws(OverlayError) in try record(t).resolution.isDirectory } ?? false
             let oldNameInLower = try lowerHas(name, parent: parent)
             let newNameInLower = try lowerHas(newName, parent: newParent)
+            let whiteoutFormat = formats.withLock { $0.whiteout }
+            var oldNameWhitedOut = false
             try system("cannot rename \(name)") { () throws in
                 if exchange {
                     try parentUpper.rename(name, to: newParentUpper, as: newName, flags: .exchange)
@@ -328,18 +337,30 @@ extension OverlayFileSystem {
                     if targetIsDirectory && oldNameInLower { try Self.markOpaque(parentUpper.open(name, [.directory]), key: opaqueKey) }
                     return
                 }
-                if let existing = try newParentUpper.attributesIfPresent(of: newName), existing.isDirectory {
+                let existing = try newParentUpper.attributesIfPresent(of: newName)
+                if let existing, existing.isDirectory {
                     // The target is empty in the merged view: whatever its upper copy holds is whiteouts.
                     try TreeRemoval.removeContents(of: newParentUpper.open(newName, [.directory]))
                 }
-                try parentUpper.rename(name, to: newParentUpper, as: newName)
+                if sourceIsDirectory, let existing, OverlayMarkers.isWhiteoutDevice(existing) {
+                    // rename(2) cannot put a directory over a device: swap them, so the old
+                    // name holds the whiteout at once; keep it there when it is needed.
+                    try parentUpper.rename(name, to: newParentUpper, as: newName, flags: .exchange)
+                    if oldNameInLower && whiteoutFormat == .characterDevice {
+                        oldNameWhitedOut = true
+                    } else {
+                        try parentUpper.remove(name)
+                    }
+                } else {
+                    try parentUpper.rename(name, to: newParentUpper, as: newName)
+                }
                 let ociMarker = OverlayMarkers.ociWhiteoutName(for: newName)
                 if newName.bytes.count <= 251, try newParentUpper.attributesIfPresent(of: ociMarker) != nil {
                     try newParentUpper.remove(ociMarker)
                 }
                 if sourceIsDirectory && newNameInLower { try Self.markOpaque(newParentUpper.open(newName, [.directory]), key: opaqueKey) }
             }
-            if !exchange && oldNameInLower {
+            if !exchange && oldNameInLower && !oldNameWhitedOut {
                 try writeWhiteoutOrRemove(name, in: parentUpper, upperObject: false, whiteout: true)
             }
             table.withLock { t in
@@ -388,13 +409,7 @@ extension OverlayFileSystem {
             for marker in markers { try upper.remove(marker) }
             try Self.markOpaque(upper, key: opaqueKey)
         }
-        table.withLock { t in
-            t.nodes[node]?.resolution.layers = [0]
-            t.nodes[node]?.listing = nil
-            for id in t.descendants(of: node) where t.nodes[id]?.resolution.topLayer == 0 {
-                t.nodes[id]?.resolution.layers = [0]
-            }
-        }
+        table.withLock { t in t.makeUpperOnly(node) }
     }
 
     // MARK: Attributes
@@ -410,6 +425,9 @@ extension OverlayFileSystem {
             let parent: Descriptor?
             if node == Self.rootID {
                 object = stack.layers[0].root
+                parent = nil
+            } else if let handle = n.handle {
+                object = handle
                 parent = nil
             } else {
                 let p = try directory(node: n.parent, layer: 0)

@@ -90,6 +90,7 @@ public final class OverlayFileSystem: Sendable {
         }
         switch cached {
         case .hit(let id, let attributes, let inUpper):
+            attachHandle(id, reachedAs: name, in: parent)
             // Upper objects change through the daemon: their cached attributes are
             // only a starting point, so they are stat'ed fresh (one fstatat).
             if isWritable && inUpper {
@@ -117,13 +118,35 @@ public final class OverlayFileSystem: Sendable {
                     t.cacheAbsent(parent: parent, name: name)
                     return nil
                 }
-                return (t.reference(parent: parent, name: name, resolution: resolution), resolution.attributes)
+                let id = t.reference(parent: parent, name: name, resolution: resolution)
+                var attributes = resolution.attributes
+                attributes.inode = t.nodes[id]!.resolution.attributes.inode   // a shared node keeps its number
+                return (id, attributes)
             }
             guard let (id, attributes) = outcome else { throw .notFound() }
             if let (_, opened) = resolved {
                 for d in opened { descriptors.insert(d.descriptor, node: id, layer: d.layer) }
             }
+            attachHandle(id, reachedAs: name, in: parent)
             return (id, attributes)
+        }
+    }
+
+    /// Gives shared node `id` (see `NodeTable.sharedNodes`) its `O_PATH`
+    /// handle, opened by the name it was just reached by; a no-op for other
+    /// nodes. If that name no longer holds the object, the node stops being
+    /// shared rather than pointing at a stranger.
+    func attachHandle(_ id: UInt64, reachedAs name: FileName, in parent: UInt64) {
+        guard let key = table.withLock({ $0.needsHandle(id) ? $0.nodes[id]?.sharedKey : nil }) else { return }
+        var handle: Descriptor?
+        do {
+            let upper = try directory(node: parent, layer: 0)
+            let d = try upper.open(name, [.path])
+            if try d.attributes().inode == key { handle = d }
+        } catch {}
+        table.withLock { t in
+            guard t.needsHandle(id) else { return }
+            if let handle { t.nodes[id]!.handle = handle } else { t.unshare(id) }
         }
     }
 
@@ -154,7 +177,7 @@ public final class OverlayFileSystem: Sendable {
         let n = try record(node)
         guard isWritable, n.resolution.topLayer == 0 || handle != nil else { return n.resolution.attributes }
         var fresh: FileAttributes
-        if let handle {
+        if let handle = handle ?? n.handle {
             fresh = try system("cannot stat") { try handle.attributes() }
         } else if node == Self.rootID {
             fresh = try system("cannot stat the upper root") { try stack.layers[0].root.attributes() }
@@ -208,6 +231,7 @@ public final class OverlayFileSystem: Sendable {
     /// directory, else an `O_PATH` descriptor (never following a symlink).
     public func objectDescriptor(_ node: UInt64) throws(OverlayError) -> Descriptor {
         let n = try record(node)
+        if let handle = n.handle { return handle }
         if n.resolution.isDirectory { return try directory(node: node, layer: n.resolution.topLayer) }
         let (parent, name, _) = try location(of: node)
         return try system("cannot open \(name)") { try parent.open(name, [.path]) }
@@ -225,8 +249,11 @@ public final class OverlayFileSystem: Sendable {
         if wantsWrite {
             try copyUp(node, withData: flags & OpenFlags.truncate.rawValue == 0)
         }
-        let (parent, name, _) = try location(of: node)
         let passed = OpenFlags(rawValue: flags & (OpenFlags.accessModeMask | O_NONBLOCK | O_TRUNC | O_SYNC | O_DSYNC))
+        if let handle = try record(node).handle {
+            return try system("cannot open \(n.name)") { try handle.reopen(passed) }
+        }
+        let (parent, name, _) = try location(of: node)
         return try system("cannot open \(name)") { try parent.open(name, passed) }
     }
 
@@ -234,6 +261,7 @@ public final class OverlayFileSystem: Sendable {
     public func readLink(_ node: UInt64) throws(OverlayError) -> [UInt8] {
         let n = try record(node)
         guard n.resolution.kind == .symlink else { throw OverlayError(.invalidArgument, errno: EINVAL, "not a symlink") }
+        if let handle = n.handle { return try system("cannot read link \(n.name)") { try handle.readLink(FileName(bytes: [])) } }
         let (parent, name, _) = try location(of: node)
         return try system("cannot read link \(name)") { try parent.readLink(name) }
     }

@@ -24,13 +24,19 @@ public struct Resolution: Sendable {
     /// holding the winning object.
     public var layers: [Int]
 
+    /// The winning object's own inode number in its layer (not the exposed
+    /// one): with the layer, it names the object on disk.
+    public var objectInode: UInt64
+
     public var kind: FileKind { attributes.kind ?? .regular }
     public var isDirectory: Bool { attributes.kind == .directory }
     /// The layer holding the winning object.
     public var topLayer: Int { layers[0] }
-    public init(attributes: FileAttributes, layers: [Int]) {
+    /// `objectInode` defaults to `attributes.inode` (for attributes not yet exposed).
+    public init(attributes: FileAttributes, layers: [Int], objectInode: UInt64? = nil) {
         self.attributes = attributes
         self.layers = layers
+        self.objectInode = objectInode ?? attributes.inode
     }
 }
 
@@ -77,9 +83,10 @@ public enum NameResolver {
             if try hasOCIWhiteout(for: name, in: parent, stack: stack) { break }
         }
         guard var attributes = winner else { return nil }
+        let objectInode = attributes.inode
         attributes.inode = stack.exposedInode(attributes.inode, layer: layers[0])
         if attributes.kind == .directory && layers.count > 1 { attributes.linkCount = 1 }
-        return (Resolution(attributes: attributes, layers: layers), directories)
+        return (Resolution(attributes: attributes, layers: layers, objectInode: objectInode), directories)
     }
 
     static func hasOCIWhiteout(for name: FileName, in parent: LayerDirectory, stack: LayerStack) throws(OverlayError) -> Bool {
@@ -93,6 +100,7 @@ public enum NameResolver {
     /// Resolution of a layer stack's root: every layer's root, merged.
     public static func root(of stack: LayerStack) throws(OverlayError) -> Resolution {
         var attributes = try system("cannot stat layer root \(stack.layers[0].path)") { try stack.layers[0].root.attributes() }
+        let objectInode = attributes.inode
         attributes.inode = stack.exposedInode(attributes.inode, layer: 0)
         // The root merges every layer down to the first opaque layer root (an OCI
         // `.wh..wh..opq` at a layer's top, say), as for any other directory.
@@ -102,6 +110,6 @@ public enum NameResolver {
             if layer.index < stack.layers.count - 1 && OverlayMarkers.isOpaque(layer.root) { break }
         }
         if layers.count > 1 { attributes.linkCount = 1 }
-        return Resolution(attributes: attributes, layers: layers)
+        return Resolution(attributes: attributes, layers: layers, objectInode: objectInode)
     }
 }

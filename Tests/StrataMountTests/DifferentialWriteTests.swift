@@ -13,10 +13,15 @@ import Testing
        .enabled(if: TestEnvironment.hasFuse, "skipped: /dev/fuse is absent on this machine"),
        .enabled(if: TestEnvironment.hasKernelOverlay, "skipped: kernel overlayfs cannot be mounted here (needs root)"))
 struct DifferentialWriteTests {
+    /// `STRATA_FUZZ_SEEDS=N`: seeds 100…100+N-1; `STRATA_FUZZ_SEED_LIST=101,107`: exactly those.
     static let seeds: [UInt64] = {
-        let n = Int(ProcessInfo.processInfo.environment["STRATA_FUZZ_SEEDS"] ?? "") ?? 4
+        let environment = ProcessInfo.processInfo.environment
+        if let list = environment["STRATA_FUZZ_SEED_LIST"] { return list.split(separator: ",").compactMap { UInt64($0) } }
+        let n = Int(environment["STRATA_FUZZ_SEEDS"] ?? "") ?? 4
         return (0..<UInt64(n)).map { 100 + $0 }
     }()
+    /// `STRATA_FUZZ_EVERY_STEP=1` compares the merged views after every step for every seed.
+    static let alwaysEveryStep = ProcessInfo.processInfo.environment["STRATA_FUZZ_EVERY_STEP"] == "1"
 
     @Test(arguments: seeds)
     func randomOperations(seed: UInt64) throws {
@@ -29,28 +34,38 @@ struct DifferentialWriteTests {
         var log: [String] = []
         try Mounts.withKernelOverlay(lowers: lowers, upper: ku, work: kw, at: kernel) {
             try Mounts.withStrata(["--lower", lowers.joined(separator: ":"), "--upper", su, "--work", sw], at: strata) {
-                for step in 0..<150 {
-                    let op = Operation.random(in: kernel, using: &random)
-                    let k = op.apply(root: kernel)
-                    var s = op.apply(root: strata)
-                    var kernelResult = k
-                    if k == EXDEV, case .rename(let from, let to, _) = op {
-                        // Kernel overlayfs (no redirect_dir) refuses to rename lower directories;
-                        // Strata renames them. Do what mv does on the kernel side, then compare.
-                        let r = try Shell.run(["sh", "-c", "cp -a \"$1\" \"$2\" && rm -rf \"$1\"", "-", kernel + "/" + from, kernel + "/" + to])
-                        kernelResult = r.succeeded ? 0 : -1
-                    }
-                    if s == EXDEV { s = -2 }
-                    log.append("\(step): \(op) kernel=\(kernelResult) strata=\(s)")
-                    if kernelResult != s {
-                        let recent = log.suffix(8).joined(separator: "\n")
-                        Issue.record("seed \(seed) step \(step): \(op): kernel \(describe(kernelResult)), strata \(describe(s))\n\(recent)")
-                        return
-                    }
-                }
+                // Even seeds compare the merged views after every step (pinning a divergence
+                // to its operation); odd seeds only at the end (caches stay as the workload left them).
+                let everyStep = seed % 2 == 0 || Self.alwaysEveryStep
                 var options = TreeDump.Options()
                 options.directorySizes = false
                 options.mtimes = false
+                for step in 0..<150 {
+                    let op = Operation.random(in: kernel, using: &random)
+                    var k = op.apply(root: kernel)
+                    if k == EXDEV, case .rename(let from, let to, let flags) = op {
+                        // Kernel overlayfs (no redirect_dir) refuses to rename lower directories;
+                        // Strata renames them. Do what mv does on the kernel side, then compare.
+                        k = Operation.emulateRename(root: kernel, upper: ku, from, to, exchange: flags.contains(.exchange))
+                    }
+                    let s = op.apply(root: strata)
+                    log.append("\(step): \(op) kernel=\(k) strata=\(s)")
+                    if k != s {
+                        let recent = log.suffix(8).joined(separator: "\n")
+                        Issue.record("seed \(seed) step \(step): \(op): kernel \(describe(k)), strata \(describe(s))\n\(recent)")
+                        return
+                    }
+                    if everyStep {
+                        let a = try TreeDump.lines(of: strata, options: options), b = try TreeDump.lines(of: kernel, options: options)
+                        if a != b {
+                            expectSame(a, b, "seed \(seed) step \(step): merged views after \(op)\n" + log.suffix(8).joined(separator: "\n"))
+                            return
+                        }
+                    }
+                }
+                if let path = ProcessInfo.processInfo.environment["STRATA_FUZZ_LOG"] {
+                    try? (log.joined(separator: "\n") + "\n").write(toFile: path + ".\(seed)", atomically: true, encoding: .utf8)
+                }
                 expectSame(try TreeDump.lines(of: strata, options: options), try TreeDump.lines(of: kernel, options: options),
                            "seed \(seed): merged views after \(log.count) operations")
             }
@@ -77,7 +92,7 @@ struct DifferentialWriteTests {
     /// bookkeeping only; every other upper entry must match.
     static func comparableUpperLine(_ line: String) -> Bool { !line.contains(" chardev ") || line.contains("dev=0,0") }
 
-    func describe(_ r: Int32) -> String { r == 0 ? "ok" : r == -2 ? "EXDEV" : "errno \(r) (\(String(cString: strerror(r))))" }
+    func describe(_ r: Int32) -> String { r == 0 ? "ok" : "errno \(r) (\(String(cString: strerror(r))))" }
 }
 
 /// One filesystem operation on paths relative to a mount root; `apply` returns 0 or errno.
@@ -207,6 +222,64 @@ enum Operation: CustomStringConvertible {
             return Self.errnoOf { try System.open(p(path), [.path, .noFollow]).removeExtendedAttribute("user.fuzz") }
         case .mkfifo(let path): return check(Glibc.mkfifo(p(path), 0o644))
         }
+    }
+
+    /// What `mv` does when rename(2) answers EXDEV, shaped like Strata's
+    /// rename of a lower directory: the tree is rebuilt at the new name, objects
+    /// already in the upper keep their inode (linked across, as rename moves
+    /// them), lower ones are copied (`cp -a` of one file: hard links to lower
+    /// files break, as every copy-up breaks them). Rename's own checks come
+    /// first (a non-empty directory target is ENOTEMPTY, a non-directory target
+    /// ENOTDIR). An exchange goes through a temporary name.
+    static func emulateRename(root: String, upper: String, _ a: String, _ b: String, exchange: Bool) -> Int32 {
+        if exchange {
+            let temporary = ".exchange-\(getpid())"
+            for (from, to) in [(a, temporary), (b, a), (temporary, b)] {
+                let r = move(root: root, upper: upper, from, to)
+                if r != 0 { return r }
+            }
+            return 0
+        }
+        var st = stat()
+        if lstat(root + "/" + b, &st) == 0 {
+            guard (st.st_mode & S_IFMT) == S_IFDIR else { return ENOTDIR }
+            if Glibc.rmdir(root + "/" + b) != 0 { return errno }
+        }
+        return move(root: root, upper: upper, a, b)
+    }
+
+    private static func move(root: String, upper: String, _ a: String, _ b: String) -> Int32 {
+        let from = root + "/" + a, to = root + "/" + b
+        var st = stat()
+        guard lstat(from, &st) == 0 else { return errno }
+        if (st.st_mode & S_IFMT) != S_IFDIR {
+            var up = stat()
+            let inUpper = lstat(upper + "/" + a, &up) == 0 && (up.st_mode & S_IFMT) != S_IFCHR
+            if inUpper {
+                guard Glibc.link(from, to) == 0 else { return errno }
+            } else {
+                guard (try? Shell.run(["cp", "-a", from, to]).succeeded) == true else { return EIO }
+            }
+            return Glibc.unlink(from) == 0 ? 0 : errno
+        }
+        guard Glibc.mkdir(to, 0o700) == 0 else { return errno }
+        guard let dir = opendir(from) else { return errno }
+        var names: [String] = []
+        while let e = readdir(dir) {
+            let name = withUnsafePointer(to: e.pointee.d_name) { $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) } }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        closedir(dir)
+        for name in names {
+            let r = move(root: root, upper: upper, a + "/" + name, b + "/" + name)
+            if r != 0 { return r }
+        }
+        if let value = try? System.open(from, [.path, .noFollow]).extendedAttribute("user.fuzz") {
+            _ = try? System.open(to, [.path, .noFollow]).setExtendedAttribute("user.fuzz", value)
+        }
+        _ = lchown(to, st.st_uid, st.st_gid)
+        _ = Glibc.chmod(to, st.st_mode & 0o7777)
+        return Glibc.rmdir(from) == 0 ? 0 : errno
     }
 
     static func errnoOf(_ body: () throws -> Void) -> Int32 {
