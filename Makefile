@@ -30,12 +30,12 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
-# The write path (in progress, issue 3) against kernel overlayfs: SEEDS random
+# The write path against kernel overlayfs: SEEDS random
 # operation sequences, comparing every result, the merged views and the uppers.
 SEEDS ?= 20
 fuzz-kernel: deps
 	$(SWIFT) build --build-tests
-	STRATA_EXPERIMENTAL_UPPER=1 STRATA_FUZZ_SEEDS=$(SEEDS) $(SWIFT) test --skip-build --filter DifferentialWriteTests
+	STRATA_FUZZ_SEEDS=$(SEEDS) $(SWIFT) test --skip-build --filter DifferentialWriteTests
 
 # Cold and warm `find -ls` over a generated 30k-file, 4-layer stack:
 # kernel overlayfs vs Strata vs fuse-overlayfs (installs fuse-overlayfs).

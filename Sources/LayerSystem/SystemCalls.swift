@@ -199,6 +199,13 @@ extension Descriptor {
 
     // MARK: Directories
 
+    /// Whether this directory has no entries besides `.` and `..`.
+    public func isEmptyDirectory() throws -> Bool {
+        var empty = true
+        try forEachEntry { _ in empty = false }
+        return empty
+    }
+
     /// Calls `body` for each entry of this directory except `.` and `..`, in
     /// the order the filesystem returns them. Reads through a fresh descriptor
     /// so concurrent listings never share a position. Wraps `getdents64(2)`.

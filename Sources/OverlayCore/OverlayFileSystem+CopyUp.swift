@@ -77,7 +77,12 @@ extension OverlayFileSystem {
         case .regular:
             let input = try sourceParent.open(name, [])
             object = try scratch.createFile(temporary, flags: .writeOnly, mode: 0o600)
-            if withData && source.size > 0 { try object.copyData(from: input, size: source.size) }
+            if withData && source.size > 0 {
+                try object.copyData(from: input, size: source.size)
+                // Durable before it gets its name, as kernel overlayfs does (sync=on):
+                // a power cut cannot leave an empty or torn copy in place of the lower file.
+                try object.synchronize(dataOnly: true)
+            }
             try object.copyExtendedAttributes(from: input)
         case .symlink:
             try scratch.makeSymlink(temporary, target: try sourceParent.readLink(name))

@@ -254,7 +254,14 @@ extension OverlayFileSystem {
             let present = upperObject ? try parentUpper.attributesIfPresent(of: name) : nil
             guard whiteout else {
                 if let present {
-                    if present.isDirectory { try TreeRemoval.remove(name, in: parentUpper) } else { try parentUpper.remove(name) }
+                    if present.isDirectory {
+                        // Out of the upper in one step, then emptied where no one looks.
+                        let temporary = work.temporaryName()
+                        try parentUpper.rename(name, to: work.directory, as: temporary)
+                        try TreeRemoval.remove(temporary, in: work.directory)
+                    } else {
+                        try parentUpper.remove(name)
+                    }
                 }
                 return
             }
@@ -330,6 +337,7 @@ extension OverlayFileSystem {
             let newNameInLower = try lowerHas(newName, parent: newParent)
             let whiteoutFormat = formats.withLock { $0.whiteout }
             var oldNameWhitedOut = false
+            guard let work else { throw .readOnly() }
             try system("cannot rename \(name)") { () throws in
                 if exchange {
                     try parentUpper.rename(name, to: newParentUpper, as: newName, flags: .exchange)
@@ -338,9 +346,20 @@ extension OverlayFileSystem {
                     return
                 }
                 let existing = try newParentUpper.attributesIfPresent(of: newName)
-                if let existing, existing.isDirectory {
-                    // The target is empty in the merged view: whatever its upper copy holds is whiteouts.
-                    try TreeRemoval.removeContents(of: newParentUpper.open(newName, [.directory]))
+                if let existing, existing.isDirectory, try !newParentUpper.open(newName, [.directory]).isEmptyDirectory() {
+                    // The target is empty in the merged view, but its upper copy holds the
+                    // whiteouts that make it so: swap in an empty opaque directory (the view
+                    // stays empty at every instant) and clear the old one in the work dir.
+                    let temporary = work.temporaryName()
+                    try work.directory.makeDirectory(temporary, mode: 0o700)
+                    do {
+                        try Self.markOpaque(work.directory.open(temporary, [.directory]), key: opaqueKey)
+                        try work.directory.rename(temporary, to: newParentUpper, as: newName, flags: .exchange)
+                    } catch {
+                        try? TreeRemoval.remove(temporary, in: work.directory)
+                        throw error
+                    }
+                    try TreeRemoval.remove(temporary, in: work.directory)
                 }
                 if sourceIsDirectory, let existing, OverlayMarkers.isWhiteoutDevice(existing) {
                     // rename(2) cannot put a directory over a device: swap them, so the old
@@ -350,6 +369,15 @@ extension OverlayFileSystem {
                         oldNameWhitedOut = true
                     } else {
                         try parentUpper.remove(name)
+                    }
+                } else if oldNameInLower && whiteoutFormat == .characterDevice {
+                    // RENAME_WHITEOUT leaves the whiteout in the same step (as kernel
+                    // overlayfs does): no instant shows the lower object at the old name.
+                    do {
+                        try parentUpper.rename(name, to: newParentUpper, as: newName, flags: .whiteout)
+                        oldNameWhitedOut = true
+                    } catch let error as SystemCallError where error.errno == EPERM || error.errno == EINVAL {
+                        try parentUpper.rename(name, to: newParentUpper, as: newName)
                     }
                 } else {
                     try parentUpper.rename(name, to: newParentUpper, as: newName)
@@ -406,8 +434,10 @@ extension OverlayFileSystem {
                     markers.append(entry.name)
                 }
             }
-            for marker in markers { try upper.remove(marker) }
+            // Opaque first: from then on the markers mean nothing, so removing them
+            // one by one never lets a deleted lower name reappear.
             try Self.markOpaque(upper, key: opaqueKey)
+            for marker in markers { try upper.remove(marker) }
         }
         table.withLock { t in t.makeUpperOnly(node) }
     }

@@ -8,8 +8,6 @@ import Testing
 /// on identical lowers, comparing every call's result, then the merged views
 /// and the upper directories. `STRATA_FUZZ_SEEDS=N` runs more seeds.
 @Suite("Writes equal kernel overlayfs (differential)", .serialized,
-       .enabled(if: ProcessInfo.processInfo.environment["STRATA_EXPERIMENTAL_UPPER"] == "1",
-                "skipped: the write path is in progress; run `make fuzz-kernel` (issue 3)"),
        .enabled(if: TestEnvironment.hasFuse, "skipped: /dev/fuse is absent on this machine"),
        .enabled(if: TestEnvironment.hasKernelOverlay, "skipped: kernel overlayfs cannot be mounted here (needs root)"))
 struct DifferentialWriteTests {

@@ -92,11 +92,6 @@ public struct MountCommand: ParsableCommand {
         c.fuse.readOnly = c.upper == nil
         c.mountPoint = mountpoint
         try c.validate()
-        if c.upper != nil && ProcessInfo.processInfo.environment["STRATA_EXPERIMENTAL_UPPER"] != "1" {
-            // The write path exists but still diverges from kernel overlayfs under the
-            // differential tester (make fuzz-kernel); it stays off until it does not.
-            throw CommandFailure("writable upper layers (--upper/upperdir) are not available yet in this version of strata")
-        }
         return c
     }
 
