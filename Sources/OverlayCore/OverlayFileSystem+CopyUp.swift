@@ -37,6 +37,7 @@ extension OverlayFileSystem {
         let scratch = work.directory
         let fresh: FileAttributes = try system("cannot copy up \(name)") { () throws -> FileAttributes in
             let source = try sourceParent.attributes(of: name)
+            let parentBefore = try parentUpper.attributes()
             do {
                 try Self.build(copyOf: source, named: name, in: sourceParent, as: temporary, in: scratch, withData: withData)
                 try scratch.rename(temporary, to: parentUpper, as: name, flags: .noReplace)
@@ -44,6 +45,8 @@ extension OverlayFileSystem {
                 try? TreeRemoval.remove(temporary, in: scratch)
                 throw error
             }
+            // A copy-up is not a change of the parent: its times stay (kernel overlayfs does the same).
+            try parentUpper.setTimes(access: parentBefore.accessTime, modification: parentBefore.modificationTime)
             return try parentUpper.attributes(of: name)
         }
         var resolution = n.resolution

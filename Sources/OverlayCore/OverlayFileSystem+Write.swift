@@ -437,7 +437,9 @@ extension OverlayFileSystem {
             // Opaque first: from then on the markers mean nothing, so removing them
             // one by one never lets a deleted lower name reappear.
             try Self.markOpaque(upper, key: opaqueKey)
+            let before = try upper.attributes()
             for marker in markers { try upper.remove(marker) }
+            try upper.setTimes(access: before.accessTime, modification: before.modificationTime)
         }
         table.withLock { t in t.makeUpperOnly(node) }
     }

@@ -40,6 +40,17 @@ public enum Mounts {
         return try body()
     }
 
+    /// The pid of the Strata daemon serving `mountPoint`, from Strata's mount
+    /// registry (`/run/strata/mounts/*.json` for root).
+    public static func daemonPID(of mountPoint: String) -> Int32? {
+        let canonical = (try? System.canonicalPath(mountPoint)) ?? mountPoint
+        guard let entry = MountTable.mount(at: canonical),
+              let data = FileManager.default.contents(atPath: "/run/strata/mounts/\(entry.device).json"),
+              let record = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              record["mountpoint"] as? String == canonical, let pid = record["pid"] as? Int else { return nil }
+        return Int32(pid)
+    }
+
     /// Unmounts a Strata mount this test made, waiting until it is gone.
     public static func unmountStrata(_ mountPoint: String) {
         let canonical = (try? System.canonicalPath(mountPoint)) ?? mountPoint

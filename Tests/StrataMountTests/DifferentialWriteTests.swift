@@ -269,6 +269,9 @@ enum Operation: CustomStringConvertible {
         }
         closedir(dir)
         for name in names {
+            // Kernel overlayfs lists stray whiteouts of non-merged directories; lookup says ENOENT.
+            var child = stat()
+            if lstat(from + "/" + name, &child) != 0 && errno == ENOENT { continue }
             let r = move(root: root, upper: upper, a + "/" + name, b + "/" + name)
             if r != 0 { return r }
         }
