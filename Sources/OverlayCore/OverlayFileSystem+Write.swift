@@ -131,7 +131,14 @@ extension OverlayFileSystem {
             let overOCIWhiteout = try name.bytes.count <= 251 && parentUpper.attributesIfPresent(of: ociMarker) != nil
             do {
                 let object = try build(scratch, temporary)
-                if let object, let caller { try object.setOwner(user: caller.userID, group: Self.groupForNew(in: parentUpper, caller: caller)) }
+                if let object, let caller {
+                    let parentAttributes = try parentUpper.attributes()
+                    let inherits = parentAttributes.mode & 0o2000 != 0
+                    try object.setOwner(user: caller.userID, group: inherits ? parentAttributes.groupID : caller.groupID)
+                    // A directory in a setgid directory is setgid too (inode_init_owner's rule;
+                    // the work directory it is built in is not setgid).
+                    if isDirectory && inherits { try object.setMode(try object.attributes().permissions | 0o2000) }
+                }
                 if isDirectory && (overWhiteout || overOCIWhiteout), let object {
                     try Self.markOpaque(object, key: opaqueKey)
                 }
@@ -154,13 +161,6 @@ extension OverlayFileSystem {
         let id = table.withLock { $0.reference(parent: parent, name: name, resolution: resolution) }
         attachHandle(id, reachedAs: name, in: parent)
         return (id, resolution.attributes)
-    }
-
-    /// Group of a new object: the parent's when the parent is setgid (what the
-    /// kernel would do for the caller), else the caller's.
-    static func groupForNew(in parentUpper: Descriptor, caller: Caller) throws -> UInt32 {
-        let parent = try parentUpper.attributes()
-        return parent.mode & 0o2000 != 0 ? parent.groupID : caller.groupID
     }
 
     static func markOpaque(_ directory: Descriptor, key: String) throws {
