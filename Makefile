@@ -4,7 +4,7 @@
 SWIFT ?= swift
 DEB_PACKAGES := fuse3 libfuse3-dev libattr1-dev attr pkg-config util-linux
 
-.PHONY: all deps build release demo test fuzz-kernel bench-find clean
+.PHONY: all deps build release install demo test fuzz-kernel bench-find clean
 
 all: build
 
@@ -21,6 +21,12 @@ build: deps
 
 release: deps
 	$(SWIFT) build -c release --static-swift-stdlib
+
+# Installs strata and the strata-mount alias (containers-storage's mount_program) into $(PREFIX)/bin.
+PREFIX ?= /usr/local
+install: release
+	install -D -m 755 .build/release/strata $(DESTDIR)$(PREFIX)/bin/strata
+	ln -sf strata $(DESTDIR)$(PREFIX)/bin/strata-mount
 
 demo: release
 	STRATA_BIN=$(CURDIR)/.build/release/strata scripts/demo.sh

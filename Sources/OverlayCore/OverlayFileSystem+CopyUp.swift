@@ -39,7 +39,8 @@ extension OverlayFileSystem {
             let source = try sourceParent.attributes(of: name)
             let parentBefore = try parentUpper.attributes()
             do {
-                try Self.build(copyOf: source, named: name, in: sourceParent, as: temporary, in: scratch, withData: withData)
+                try Self.build(copyOf: source, named: name, in: sourceParent, as: temporary, in: scratch, withData: withData,
+                               synchronous: options.synchronousCopyUp)
                 try scratch.rename(temporary, to: parentUpper, as: name, flags: .noReplace)
             } catch {
                 try? TreeRemoval.remove(temporary, in: scratch)
@@ -70,7 +71,7 @@ extension OverlayFileSystem {
     /// `scratch`: type, data, xattrs, owner, mode, times — in that order, so
     /// chown cannot clear the setuid bit that chmod sets afterwards.
     static func build(copyOf source: FileAttributes, named name: FileName, in sourceParent: Descriptor,
-                      as temporary: FileName, in scratch: Descriptor, withData: Bool) throws {
+                      as temporary: FileName, in scratch: Descriptor, withData: Bool, synchronous: Bool) throws {
         let object: Descriptor
         switch source.kind {
         case .directory:
@@ -84,7 +85,7 @@ extension OverlayFileSystem {
                 try object.copyData(from: input, size: source.size)
                 // Durable before it gets its name, as kernel overlayfs does (sync=on):
                 // a power cut cannot leave an empty or torn copy in place of the lower file.
-                try object.synchronize(dataOnly: true)
+                if synchronous { try object.synchronize(dataOnly: true) }
             }
             try object.copyExtendedAttributes(from: input)
         case .symlink:

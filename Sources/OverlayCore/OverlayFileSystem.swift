@@ -8,6 +8,9 @@ public struct OverlayOptions: Sendable {
     public var directoryDescriptorLimit: Int = 8192
     /// How deletions of lower names are recorded in the upper layer.
     public var whiteoutFormat: WhiteoutFormat = .characterDevice
+    /// Copied-up data is `fdatasync`ed before it is named (kernel overlayfs's
+    /// default); `false` for `-o fsync=0` / `volatile`.
+    public var synchronousCopyUp = true
     public init() {}
 }
 

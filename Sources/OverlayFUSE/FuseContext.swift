@@ -29,12 +29,17 @@ final class FuseContext: Sendable {
         fuse_reply_err(req, error.errno)
     }
 
+    /// Replies to getattr/setattr with `attributes` as the mount shows them.
+    func replyAttributes(_ req: fuse_req_t?, _ attributes: FileAttributes) {
+        options.presentation.present(attributes).withStat { st in _ = fuse_reply_attr(req, &st, options.attributeTimeout) }
+    }
+
     /// Fills an entry reply for `node`.
     func entry(node: UInt64, attributes: FileAttributes) -> fuse_entry_param {
         var e = fuse_entry_param()
         e.ino = fuse_ino_t(node)
         e.generation = 1
-        attributes.withStat { e.attr = $0 }
+        options.presentation.present(attributes).withStat { e.attr = $0 }
         e.attr_timeout = options.attributeTimeout
         e.entry_timeout = options.entryTimeout
         return e

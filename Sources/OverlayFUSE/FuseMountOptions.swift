@@ -1,3 +1,5 @@
+import OverlayCore
+
 /// How the FUSE session is set up: kernel cache timeouts, threads, and the
 /// mount options handed to the kernel. Defaults are documented in the README.
 public struct FuseMountOptions: Sendable {
@@ -25,5 +27,9 @@ public struct FuseMountOptions: Sendable {
     public var kernelOptions: [String] = []
     /// Log each failed request to stderr (foreground debugging).
     public var debugLog = false
+    /// Owner mapping, squashing and `static_nlink` applied at the FUSE boundary.
+    public var presentation = AttributePresentation()
+    /// `fsync=0` / `volatile`: fsync requests return at once (copy-ups are not synced either).
+    public var synchronous = true
     public init() {}
 }

@@ -54,7 +54,7 @@ enum FuseOperations {
             do throws(OverlayError) {
                 let handle = fi.flatMap { c.handles.file($0.pointee.fh) }
                 let attributes = try c.overlay.attributes(of: UInt64(ino), handle: handle)
-                attributes.withStat { st in _ = fuse_reply_attr(req, &st, c.options.attributeTimeout) }
+                c.replyAttributes(req, attributes)
             } catch { c.fail(req, error, "getattr") }
         }
         ops.readlink = { req, ino in

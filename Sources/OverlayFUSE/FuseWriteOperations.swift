@@ -7,10 +7,12 @@ import OverlayCore
 /// layer; a read-only mount is mounted `ro`, so the kernel answers EROFS).
 /// Decode, call the core, reply.
 enum FuseWriteOperations {
+    /// Who asks, as stored on disk (through the owner mapping).
     static func caller(_ req: fuse_req_t?) -> Caller {
         // SAFETY: fuse_req_ctx is valid for the request's lifetime.
         let ctx = fuse_req_ctx(req)!.pointee
-        return Caller(userID: ctx.uid, groupID: ctx.gid)
+        let presentation = FuseContext.of(req).options.presentation
+        return Caller(userID: presentation.storedUser(ctx.uid), groupID: presentation.storedGroup(ctx.gid))
     }
 
     static func replyEntry(_ req: fuse_req_t?, _ c: FuseContext, _ result: (node: UInt64, attributes: FileAttributes)) {
@@ -97,7 +99,7 @@ enum FuseWriteOperations {
         }
         ops.fsync = { req, _, dataOnly, fi in
             let c = FuseContext.of(req)
-            guard let fi, let d = c.handles.file(fi.pointee.fh) else { fuse_reply_err(req, 0); return }
+            guard c.options.synchronous, let fi, let d = c.handles.file(fi.pointee.fh) else { fuse_reply_err(req, 0); return }
             do { try d.synchronize(dataOnly: dataOnly != 0); fuse_reply_err(req, 0) } catch let error as SystemCallError {
                 fuse_reply_err(req, error.errno)
             } catch { fuse_reply_err(req, EIO) }
@@ -115,8 +117,9 @@ enum FuseWriteOperations {
             var changes = AttributeChanges()
             let st = attr.pointee
             if toSet & FUSE_SET_ATTR_MODE != 0 { changes.mode = UInt32(st.st_mode) }
-            if toSet & FUSE_SET_ATTR_UID != 0 { changes.userID = st.st_uid }
-            if toSet & FUSE_SET_ATTR_GID != 0 { changes.groupID = st.st_gid }
+            let presentation = c.options.presentation
+            if toSet & FUSE_SET_ATTR_UID != 0 && !presentation.ignoresOwnerChanges { changes.userID = presentation.storedUser(st.st_uid) }
+            if toSet & FUSE_SET_ATTR_GID != 0 && !presentation.ignoresOwnerChanges { changes.groupID = presentation.storedGroup(st.st_gid) }
             if toSet & FUSE_SET_ATTR_SIZE != 0 { changes.size = Int64(st.st_size) }
             if toSet & FUSE_SET_ATTR_ATIME_NOW != 0 { changes.accessTime = .some(nil) } else if toSet & FUSE_SET_ATTR_ATIME != 0 {
                 changes.accessTime = TimeSpec(seconds: Int64(st.st_atim.tv_sec), nanoseconds: Int64(st.st_atim.tv_nsec))
@@ -127,7 +130,7 @@ enum FuseWriteOperations {
             let handle = fi.flatMap { c.handles.file($0.pointee.fh) }
             do throws(OverlayError) {
                 let attributes = try c.overlay.setAttributes(UInt64(ino), changes, handle: handle)
-                attributes.withStat { s in _ = fuse_reply_attr(req, &s, c.options.attributeTimeout) }
+                c.replyAttributes(req, attributes)
             } catch { c.fail(req, error, "setattr") }
         }
         ops.setxattr = { req, ino, name, value, size, flags in

@@ -16,9 +16,18 @@ public struct StrataCommand: ParsableCommand {
 
     public init() {}
 
+    /// The arguments after the program name; invoked as `strata-mount` (the
+    /// name containers-storage's `mount_program` can point at), `mount` is implied,
+    /// so `strata-mount -o lowerdir=…,upperdir=…,workdir=… DIR` works as fuse-overlayfs's does.
+    public static func commandLineArguments() -> [String] {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if CommandLine.arguments.first?.split(separator: "/").last == "strata-mount" { arguments.insert("mount", at: 0) }
+        return arguments
+    }
+
     /// Entry point: parses, runs, and reports any error as one line on stderr
     /// (the cause chain with `--verbose`) and a non-zero exit status.
-    public static func runMain(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> Never {
+    public static func runMain(_ arguments: [String] = commandLineArguments()) -> Never {
         do {
             var command = try parseAsRoot(arguments)
             try command.run()

@@ -30,6 +30,10 @@ struct MountBadInputTests {
         Case(name: "unknown -o option", arguments: ["-o", "lowerdir=$T/base,frobnicate", "$T/mnt"], message: "unknown mount option: frobnicate"),
         Case(name: "bad timeout", arguments: ["-o", "lowerdir=$T/base,timeout=soon", "$T/mnt"], message: "timeout=soon: not a number of seconds"),
         Case(name: "upper without work", arguments: ["--lower", "$T/base", "--upper", "$T/app", "$T/mnt"], message: "needs a work directory"),
+        Case(name: "malformed uidmapping", arguments: ["-o", "lowerdir=$T/base,uidmapping=0:1000", "$T/mnt"], message: "uidmapping=0:1000: expected STORED:SHOWN:COUNT"),
+        Case(name: "non-numeric squash_to_uid", arguments: ["-o", "lowerdir=$T/base,squash_to_uid=root", "$T/mnt"], message: "squash_to_uid=root: expected a numeric ID"),
+        Case(name: "xattr_permissions", arguments: ["-o", "lowerdir=$T/base,xattr_permissions=2", "$T/mnt"], message: "xattr_permissions=2 is not supported"),
+        Case(name: "bad fsync", arguments: ["-o", "lowerdir=$T/base,fsync=yes", "$T/mnt"], message: "fsync=yes: expected 0 or 1"),
     ]
 
     @Test(arguments: cases)

@@ -144,7 +144,7 @@ public struct MountCommand: ParsableCommand {
     /// returns once it reports the mount live, or fails with its exit status
     /// (it has already printed the reason on our stderr).
     func startDaemon() throws {
-        var arguments = Array(CommandLine.arguments.dropFirst())
+        var arguments = StrataCommand.commandLineArguments()
         let at = arguments.firstIndex(of: "mount").map { $0 + 1 } ?? 0
         let executable = try ProcessControl.executablePath()
         // The write end lives only inside this closure: once it returns, the

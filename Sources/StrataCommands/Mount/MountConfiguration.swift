@@ -61,6 +61,35 @@ public struct MountConfiguration: Sendable {
                 let v = try required()
                 guard let format = WhiteoutFormat(rawValue: v) else { throw CommandFailure("mount option whiteout=\(v): expected kernel or oci") }
                 overlay.whiteoutFormat = format
+            case "uidmapping", "gidmapping":
+                let v = try required()
+                guard let ranges = AttributePresentation.ranges(v) else {
+                    throw CommandFailure("mount option \(key)=\(v): expected STORED:SHOWN:COUNT[:STORED:SHOWN:COUNT…]")
+                }
+                if key == "uidmapping" { fuse.presentation.users = ranges } else { fuse.presentation.groups = ranges }
+            case "squash_to_root":
+                fuse.presentation.squashedUser = fuse.presentation.squashedUser ?? 0
+                fuse.presentation.squashedGroup = fuse.presentation.squashedGroup ?? 0
+            case "squash_to_uid", "squash_to_gid":
+                let v = try required()
+                guard let id = UInt32(v) else { throw CommandFailure("mount option \(key)=\(v): expected a numeric ID") }
+                if key == "squash_to_uid" { fuse.presentation.squashedUser = id } else { fuse.presentation.squashedGroup = id }
+            case "static_nlink": fuse.presentation.staticDirectoryLinks = true
+            case "fsync":
+                let v = try required()
+                guard v == "0" || v == "1" else { throw CommandFailure("mount option fsync=\(v): expected 0 or 1") }
+                fuse.synchronous = v == "1"; overlay.synchronousCopyUp = v == "1"
+            case "volatile": fuse.synchronous = false; overlay.synchronousCopyUp = false
+            case "threaded":
+                let v = try required()
+                guard v == "0" || v == "1" else { throw CommandFailure("mount option threaded=\(v): expected 0 or 1") }
+                if v == "0" { fuse.maxThreads = 1 }
+            case "noacl": break   // Strata never enables POSIX ACL enforcement (no FUSE_CAP_POSIX_ACL)
+            case "xattr_permissions":
+                let v = try required()
+                guard v == "0" else {
+                    throw CommandFailure("mount option xattr_permissions=\(v) is not supported (owners are stored as real owners; use 0)")
+                }
             case "allow_other": fuse.allowOther = true
             case "default_permissions": fuse.defaultPermissions = true
             case "ro": break
