@@ -97,6 +97,7 @@ extension OverlayFileSystem {
 
     func checkWritableName(_ name: FileName) throws(OverlayError) {
         guard isWritable else { throw .readOnly() }
+        if name.bytes.count > 255 { throw OverlayError(.invalidArgument, errno: ENAMETOOLONG, "name longer than 255 bytes") }
         guard name.isValidComponent else { throw OverlayError(.invalidArgument, errno: EINVAL, "invalid name") }
         guard !OverlayMarkers.isOCIMarker(name) else {
             throw OverlayError(.invalidArgument, errno: EINVAL, "names starting with .wh. are reserved for whiteouts")

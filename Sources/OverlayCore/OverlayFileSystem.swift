@@ -79,6 +79,7 @@ public final class OverlayFileSystem: Sendable {
     /// `from`: a layer known to be the topmost holding `name` (a listing
     /// entry's `layer`); the search then skips the layers above it.
     public func lookup(parent: UInt64, name: FileName, from topmost: Int? = nil) throws(OverlayError) -> (node: UInt64, attributes: FileAttributes) {
+        if name.bytes.count > 255 { throw OverlayError(.invalidArgument, errno: ENAMETOOLONG, "name longer than 255 bytes") }
         guard name.isValidComponent, !OverlayMarkers.isOCIMarker(name) else { throw .notFound() }
         enum Cached { case hit(UInt64, FileAttributes, inUpper: Bool), negative, miss([Int]) }
         let cached: Cached = try table.withLock { (t) throws(OverlayError) -> Cached in
