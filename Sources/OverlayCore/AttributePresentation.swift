@@ -40,9 +40,10 @@ public struct AttributePresentation: Sendable, Equatable {
     /// Whether ownership changes are accepted without being stored (any squash option).
     public var ignoresOwnerChanges: Bool { squashedUser != nil || squashedGroup != nil }
 
-    /// Parses `A:B:N[:A:B:N…]` (fuse-overlayfs's syntax); nil when malformed.
+    /// Parses `A:B:N[:A:B:N…]` (fuse-overlayfs's syntax, which skips empty
+    /// fields: containers-storage writes `uidmapping=:0:100000:65536`); nil when malformed.
     public static func ranges(_ text: String) -> [Range]? {
-        let numbers = text.split(separator: ":", omittingEmptySubsequences: false).map { UInt32($0) }
+        let numbers = text.split(separator: ":").map { UInt32($0) }
         guard !numbers.isEmpty, numbers.count % 3 == 0, numbers.allSatisfy({ $0 != nil }) else { return nil }
         let values = numbers.map { $0! }
         return stride(from: 0, to: values.count, by: 3).map { Range(stored: values[$0], shown: values[$0 + 1], count: values[$0 + 2]) }

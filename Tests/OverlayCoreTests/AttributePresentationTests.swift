@@ -12,6 +12,7 @@ struct AttributePresentationTests {
     @Test func parsesFuseOverlayfsSyntax() {
         #expect(AttributePresentation.ranges("0:100000:65536") == [.init(stored: 0, shown: 100000, count: 65536)])
         #expect(AttributePresentation.ranges("0:1000:1:1:100000:65536")?.count == 2)
+        #expect(AttributePresentation.ranges(":0:100000:65536") == [.init(stored: 0, shown: 100000, count: 65536)], "containers-storage's leading colon")
         #expect(AttributePresentation.ranges("0:1000") == nil)
         #expect(AttributePresentation.ranges("a:b:c") == nil)
         #expect(AttributePresentation.ranges("") == nil)
