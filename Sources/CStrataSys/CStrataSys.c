@@ -72,7 +72,14 @@ pid_t strata_spawn_session(const char *path, char *const argv[], char *const env
     pid_t pid = -1;
     int rc = posix_spawnattr_init(&attr);
     if (rc != 0) { errno = rc; return -1; }
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+    /* A fresh signal state: no blocked signals, default dispositions (a caller that
+       blocks or ignores SIGCHLD would otherwise leave a child shell's `wait` asleep). */
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
     /* The child gets stdin/stdout/stderr and, as descriptor 3, keep_fd; nothing
