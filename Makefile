@@ -4,7 +4,7 @@
 SWIFT ?= swift
 DEB_PACKAGES := fuse3 libfuse3-dev libattr1-dev attr pkg-config util-linux
 
-.PHONY: all deps build release install demo test fuzz-kernel bench-find clean
+.PHONY: all deps build release install demo test fuzz-kernel bench-find bench-write bench bench-check clean
 
 all: build
 
@@ -47,6 +47,25 @@ fuzz-kernel: deps
 # kernel overlayfs vs Strata vs fuse-overlayfs (installs fuse-overlayfs).
 bench-find: release
 	scripts/bench-find.sh
+
+# Write-path workloads (copy-up, create/chmod/rm 10k files, untar, rm -rf of a lower tree):
+# kernel overlayfs vs Strata vs fuse-overlayfs, every result checked (installs fuse-overlayfs).
+# RUNS=3 SIZE_MB=512 by default; QUICK=1 for a short version.
+bench-write: release
+	Benchmarks/write-bench.sh
+
+# In-process micro-benchmarks (Benchmarks/, its own package on ordo-one/benchmark):
+# lookups through 1/8/64 layers, a cold 10k-entry merged readdir, copy-up of 4 KiB
+# and 64 MiB. Prints wall clock, mallocs and LayerSystem syscalls per iteration.
+# BENCH_ARGS passes options on, e.g. BENCH_ARGS="--target OverlayLookup --filter hit".
+BENCH := cd Benchmarks && $(SWIFT) package --disable-sandbox --allow-writing-to-package-directory benchmark
+bench: deps
+	$(BENCH) --no-progress $(BENCH_ARGS)
+
+# Malloc and syscall counts against Benchmarks/Thresholds (no wall-clock times are
+# checked). Fewer than recorded fails too: record on purpose with Benchmarks/update-thresholds.sh.
+bench-check: deps
+	$(BENCH) thresholds check --no-progress $(BENCH_ARGS)
 
 clean:
 	rm -rf .build

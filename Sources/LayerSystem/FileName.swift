@@ -13,8 +13,10 @@ public struct FileName: Hashable, Sendable, Comparable, CustomStringConvertible,
     /// Whether the name is usable as a single component: non-empty, not `.` or
     /// `..`, no `/`, no NUL, at most 255 bytes.
     public var isValidComponent: Bool {
-        !bytes.isEmpty && bytes.count <= 255 && self != "." && self != ".."
-            && !bytes.contains(0x2F) && !bytes.contains(0)
+        // Compared as bytes: no temporary FileName (lookups stay allocation-free).
+        let dot: UInt8 = 0x2E
+        let isDots = (bytes.count == 1 && bytes[0] == dot) || (bytes.count == 2 && bytes[0] == dot && bytes[1] == dot)
+        return !bytes.isEmpty && bytes.count <= 255 && !isDots && !bytes.contains(0x2F) && !bytes.contains(0)
     }
 
     /// Whether the name starts with `prefix`.

@@ -382,6 +382,21 @@ public enum System {
 
     /// Effective user ID.
     public static var effectiveUserID: UInt32 { Glibc.geteuid() }
+
+    /// Whether this process is root of the initial user namespace (real root), not
+    /// uid 0 inside a user namespace (rootless podman runs its mount program so):
+    /// only real root may write trusted xattrs, /run, or make device nodes usable.
+    public static var isInitialNamespaceRoot: Bool {
+        guard Glibc.geteuid() == 0 else { return false }
+        let fd = Glibc.open("/proc/self/uid_map", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return true }
+        defer { Glibc.close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return true }
+        let fields = String(decoding: buffer.prefix(n), as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" })
+        return fields.count == 3 && fields[0] == "0" && fields[1] == "0" && fields[2] == "4294967295"
+    }
     /// Process ID.
     public static var processID: Int32 { Glibc.getpid() }
 

@@ -64,7 +64,7 @@ public final class OverlayFileSystem: Sendable {
             self.work = nil
         }
         self.formats = Mutex((options.whiteoutFormat,
-                              System.effectiveUserID == 0 ? OverlayMarkers.trustedOpaque : OverlayMarkers.userOpaque))
+                              System.isInitialNamespaceRoot ? OverlayMarkers.trustedOpaque : OverlayMarkers.userOpaque))
     }
 
     /// Whether the overlay has a writable upper layer.
@@ -81,20 +81,20 @@ public final class OverlayFileSystem: Sendable {
     public func lookup(parent: UInt64, name: FileName, from topmost: Int? = nil) throws(OverlayError) -> (node: UInt64, attributes: FileAttributes) {
         if name.bytes.count > 255 { throw OverlayError(.invalidArgument, errno: ENAMETOOLONG, "name longer than 255 bytes") }
         guard name.isValidComponent, !OverlayMarkers.isOCIMarker(name) else { throw .notFound() }
-        enum Cached { case hit(UInt64, FileAttributes, inUpper: Bool), negative, miss([Int]) }
+        enum Cached { case hit(UInt64, FileAttributes, inUpper: Bool, needsHandle: Bool), negative, miss([Int]) }
         let cached: Cached = try table.withLock { (t) throws(OverlayError) -> Cached in
             guard let p = t.nodes[parent] else { throw OverlayError(.notFound, errno: ESTALE, "stale node \(parent)") }
             guard p.resolution.isDirectory else { throw OverlayError(.notADirectory, errno: ENOTDIR, "not a directory") }
             if let child = p.children[name] {
                 guard let resolution = child.resolution else { return .negative }
                 let id = t.reference(parent: parent, name: name, resolution: resolution)
-                return .hit(id, resolution.attributes, inUpper: resolution.topLayer == 0)
+                return .hit(id, resolution.attributes, inUpper: resolution.topLayer == 0, needsHandle: t.needsHandle(id))
             }
             return .miss(p.resolution.layers)
         }
         switch cached {
-        case .hit(let id, let attributes, let inUpper):
-            attachHandle(id, reachedAs: name, in: parent)
+        case .hit(let id, let attributes, let inUpper, let needsHandle):
+            if needsHandle { attachHandle(id, reachedAs: name, in: parent) }
             // Upper objects change through the daemon: their cached attributes are
             // only a starting point, so they are stat'ed fresh (one fstatat).
             if isWritable && inUpper {

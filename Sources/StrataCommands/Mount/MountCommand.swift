@@ -85,7 +85,7 @@ public struct MountCommand: ParsableCommand {
         c.fuse.debugLog = debug
         // As root the mount is meant to be a container root: setuid programs and
         // device nodes must work, as on kernel overlayfs (libfuse defaults to nosuid,nodev).
-        if System.effectiveUserID == 0 {
+        if System.isInitialNamespaceRoot {
             if !c.fuse.kernelOptions.contains("nosuid") { c.fuse.kernelOptions.append("suid") }
             if !c.fuse.kernelOptions.contains("nodev") { c.fuse.kernelOptions.append("dev") }
         }
@@ -99,7 +99,9 @@ public struct MountCommand: ParsableCommand {
         let config = try configuration()
         if System.effectiveUserID == 0 || !ProcessControl.isExecutable("/usr/bin/fusermount3") {
             if let problem = ProcessControl.checkFuseDevice() {
-                throw CommandFailure("cannot use /dev/fuse: \(problem.message.lowercased())")
+                let hint = problem.errno == EACCES && !System.isInitialNamespaceRoot
+                    ? " (inside a user namespace /dev/fuse must be mode 0666, udev's default)" : ""
+                throw CommandFailure("cannot use /dev/fuse: \(problem.message.lowercased())\(hint)")
             }
         }
         if foreground || readyFd != nil {

@@ -22,7 +22,7 @@ public struct MountRecord: Codable, Sendable, Equatable {
 
 public enum MountRegistry {
     public static var directory: String {
-        if System.effectiveUserID == 0 { return "/run/strata/mounts" }
+        if System.isInitialNamespaceRoot { return "/run/strata/mounts" }
         if let runtime = ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"], !runtime.isEmpty {
             return "\(runtime)/strata/mounts"
         }
