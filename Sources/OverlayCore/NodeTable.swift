@@ -46,6 +46,24 @@ struct NodeTable {
         var handle: Descriptor?
     }
 
+    /// What callers outside the lock may keep of a node: everything but the
+    /// per-directory name cache. (A kept `Node` would share `children` with the
+    /// table, and the next insertion under the lock would copy the whole
+    /// dictionary; a `Record` keeps no reference to it.)
+    struct Record {
+        var parent: UInt64
+        var name: FileName
+        var resolution: Resolution
+        var listing: [ListingEntry]?
+        var detached: Bool
+        var handle: Descriptor?
+    }
+
+    func record(_ id: UInt64) -> Record? {
+        guard let n = nodes[id] else { return nil }
+        return Record(parent: n.parent, name: n.name, resolution: n.resolution, listing: n.listing, detached: n.detached, handle: n.handle)
+    }
+
     /// Upper inode number → the one node every name of that (hard-linked)
     /// object maps to. The kernel then holds one inode for all the names, so
     /// its page cache and attributes stay coherent across them, as on kernel
@@ -60,8 +78,9 @@ struct NodeTable {
 
     /// Caches "absent" for `name` in `parent` unless the directory's quota is used up.
     mutating func cacheAbsent(parent: UInt64, name: FileName) {
-        guard let node = nodes[parent], node.negatives < Self.negativeLimit else { return }
-        if node.children[name] == nil { nodes[parent]!.negatives += 1 }
+        // Read in place (binding the Node would make the insertion copy `children`).
+        guard let negatives = nodes[parent]?.negatives, negatives < Self.negativeLimit else { return }
+        if nodes[parent]!.children[name] == nil { nodes[parent]!.negatives += 1 }
         nodes[parent]!.children[name] = Child(resolution: nil, node: nil)
     }
 

@@ -83,14 +83,17 @@ public final class OverlayFileSystem: Sendable {
         guard name.isValidComponent, !OverlayMarkers.isOCIMarker(name) else { throw .notFound() }
         enum Cached { case hit(UInt64, FileAttributes, inUpper: Bool, needsHandle: Bool), negative, miss([Int]) }
         let cached: Cached = try table.withLock { (t) throws(OverlayError) -> Cached in
-            guard let p = t.nodes[parent] else { throw OverlayError(.notFound, errno: ESTALE, "stale node \(parent)") }
-            guard p.resolution.isDirectory else { throw OverlayError(.notADirectory, errno: ENOTDIR, "not a directory") }
-            if let child = p.children[name] {
-                guard let resolution = child.resolution else { return .negative }
-                let id = t.reference(parent: parent, name: name, resolution: resolution)
-                return .hit(id, resolution.attributes, inUpper: resolution.topLayer == 0, needsHandle: t.needsHandle(id))
+            // The parent is read in place, never bound as a whole: a copy of its Node
+            // alive while `reference` writes its `children` would make that write copy
+            // the whole name cache (quadratic over a directory of 10k names).
+            guard let resolution = t.nodes[parent]?.resolution else { throw OverlayError(.notFound, errno: ESTALE, "stale node \(parent)") }
+            guard resolution.isDirectory else { throw OverlayError(.notADirectory, errno: ENOTDIR, "not a directory") }
+            if let child = t.nodes[parent]!.children[name] {
+                guard let found = child.resolution else { return .negative }
+                let id = t.reference(parent: parent, name: name, resolution: found)
+                return .hit(id, found.attributes, inUpper: found.topLayer == 0, needsHandle: t.needsHandle(id))
             }
-            return .miss(p.resolution.layers)
+            return .miss(resolution.layers)
         }
         switch cached {
         case .hit(let id, let attributes, let inUpper, let needsHandle):
@@ -201,8 +204,9 @@ public final class OverlayFileSystem: Sendable {
         try record(node).resolution
     }
 
-    func record(_ node: UInt64) throws(OverlayError) -> NodeTable.Node {
-        guard let n = table.withLock({ $0.nodes[node] }) else {
+    /// A snapshot of `node` without its name cache (see `NodeTable.Record`).
+    func record(_ node: UInt64) throws(OverlayError) -> NodeTable.Record {
+        guard let n = table.withLock({ $0.record(node) }) else {
             throw OverlayError(.notFound, errno: ESTALE, "stale node \(node)")
         }
         return n
