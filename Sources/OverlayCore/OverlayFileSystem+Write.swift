@@ -157,9 +157,18 @@ extension OverlayFileSystem {
             }
             if overOCIWhiteout { try parentUpper.remove(ociMarker) }
         }
-        let resolution = try refresh(parent: parent, name: name, keepInode: keepInode)
-        guard let resolution else { throw OverlayError(.system, errno: EIO, "\(name) vanished after creation") }
-        let id = table.withLock { $0.reference(parent: parent, name: name, resolution: resolution) }
+        // The new object is the whole story of the name: nothing below shows through
+        // (the name was absent, so every lower either lacks it or ends at a whiteout),
+        // so its resolution is the upper object alone; no walk through the layers.
+        var attributes = try system("cannot stat \(name)") { try parentUpper.attributes(of: name) }
+        let objectInode = attributes.inode
+        attributes.inode = keepInode ?? stack.exposedInode(objectInode, layer: 0)
+        let resolution = Resolution(attributes: attributes, layers: [0], objectInode: objectInode)
+        let id = table.withLock { t in
+            t.nodes[parent]?.children[name] = nil   // a fresh node (or the shared one of a hard link)
+            t.nodes[parent]?.listing = nil
+            return t.reference(parent: parent, name: name, resolution: resolution)
+        }
         attachHandle(id, reachedAs: name, in: parent)
         return (id, resolution.attributes)
     }
