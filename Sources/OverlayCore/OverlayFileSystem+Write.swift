@@ -276,21 +276,20 @@ extension OverlayFileSystem {
                 return
             }
             if formats.withLock({ $0.whiteout }) == .characterDevice {
-                let temporary = work.temporaryName()
                 do {
-                    try work.directory.makeNode(temporary, mode: 0o020000, device: 0)
-                } catch let error as SystemCallError where error.errno == EPERM {
-                    formats.withLock { $0.whiteout = .oci }   // mknod not permitted: OCI files from now on
-                }
-                if try work.directory.attributesIfPresent(of: temporary) != nil {
                     if present == nil {
-                        try work.directory.rename(temporary, to: parentUpper, as: name, flags: .noReplace)
+                        // linkat fails if the name exists: atomic without a rename.
+                        try work.linkWhiteout(into: parentUpper, as: name)
                     } else {
                         // Atomic swap: the name is the whiteout at every instant after this call.
+                        let temporary = work.temporaryName()
+                        try work.linkWhiteout(into: work.directory, as: temporary)
                         try work.directory.rename(temporary, to: parentUpper, as: name, flags: .exchange)
                         try TreeRemoval.remove(temporary, in: work.directory)
                     }
                     return
+                } catch let error as SystemCallError where error.errno == EPERM {
+                    formats.withLock { $0.whiteout = .oci }   // mknod not permitted: OCI files from now on
                 }
             }
             _ = try parentUpper.open(OverlayMarkers.ociWhiteoutName(for: name), [.writeOnly, .create], mode: 0)

@@ -34,6 +34,35 @@ public final class WorkDirectory: Sendable {
         }
     }
 
+    /// The whiteout device every new whiteout is a hard link of, as kernel
+    /// overlayfs (5.8+) does: a link allocates no inode, so deleting a lower
+    /// tree costs a link per name instead of a mknod. Used under the
+    /// overlay's namespace lock only; removed with the rest of `WORK/work` at
+    /// the next mount.
+    private static let sharedWhiteoutName: FileName = "#strata-whiteout"
+    private let sharedWhiteoutExists = Atomic<Bool>(false)
+
+    /// Makes `name` in `target` a whiteout by linking the shared whiteout
+    /// (made on first use, remade when its link count is used up). Throws the
+    /// system's error where devices cannot be made or linked (EPERM, …).
+    func linkWhiteout(into target: Descriptor, as name: FileName) throws {
+        for attempt in 0..<2 {
+            if !sharedWhiteoutExists.load(ordering: .acquiring) {
+                if try directory.attributesIfPresent(of: Self.sharedWhiteoutName) == nil {
+                    try directory.makeNode(Self.sharedWhiteoutName, mode: 0o020000, device: 0)
+                }
+                sharedWhiteoutExists.store(true, ordering: .releasing)
+            }
+            do {
+                try directory.link(Self.sharedWhiteoutName, to: target, as: name)
+                return
+            } catch let error as SystemCallError where (error.errno == EMLINK || error.errno == ENOENT) && attempt == 0 {
+                try? directory.remove(Self.sharedWhiteoutName)
+                sharedWhiteoutExists.store(false, ordering: .releasing)
+            }
+        }
+    }
+
     /// A name not used before in this work directory.
     func temporaryName() -> FileName {
         let n = counter.add(1, ordering: .relaxed).newValue

@@ -144,8 +144,9 @@ enum WriteLimits {
     }
 
     /// Entries of the work directory's scratch area (`WORK/work`): must be empty between operations.
+    /// What the daemon left in `WORK/work`, besides the shared whiteout all whiteouts link to.
     static func workLeftovers(_ m: SmallUpper) -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: m.work + "/work")) ?? []).sorted()
+        ((try? FileManager.default.contentsOfDirectory(atPath: m.work + "/work")) ?? []).filter { $0 != "#strata-whiteout" }.sorted()
     }
 
     /// Bytes available on the filesystem holding `path` (statfs, bounded).
