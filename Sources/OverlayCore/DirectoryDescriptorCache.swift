@@ -23,7 +23,7 @@ final class DirectoryDescriptorCache: Sendable {
     }
 
     let capacity: Int
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     init(capacity: Int) { self.capacity = max(16, capacity) }
 

@@ -39,21 +39,21 @@ public final class OverlayFileSystem: Sendable {
 
     public let stack: LayerStack
     public let options: OverlayOptions
-    let table: Mutex<NodeTable>
+    let table: Locked<NodeTable>
     let descriptors: DirectoryDescriptorCache
     /// Where copy-ups are built; `nil` without an upper layer.
     let work: WorkDirectory?
     /// Serialises every change to the upper layer's namespace (create, remove,
     /// rename, copy-up). Lock order: `namespace` → `table` → leaf locks; the
     /// namespace lock is held across syscalls, `table` never is.
-    let namespace = Mutex(())
+    let namespace = ExclusiveLock()
     /// Formats chosen at the first write (falling back where the kernel refuses).
-    let formats: Mutex<(whiteout: WhiteoutFormat, opaqueKey: String)>
+    let formats: Locked<(whiteout: WhiteoutFormat, opaqueKey: String)>
 
     public init(stack: LayerStack, options: OverlayOptions = OverlayOptions()) throws(OverlayError) {
         self.stack = stack
         self.options = options
-        self.table = Mutex(NodeTable(root: try NameResolver.root(of: stack)))
+        self.table = Locked(NodeTable(root: try NameResolver.root(of: stack)))
         self.descriptors = DirectoryDescriptorCache(capacity: options.directoryDescriptorLimit)
         if let upper = stack.upper {
             guard let work = stack.work else {
@@ -63,7 +63,7 @@ public final class OverlayFileSystem: Sendable {
         } else {
             self.work = nil
         }
-        self.formats = Mutex((options.whiteoutFormat,
+        self.formats = Locked((options.whiteoutFormat,
                               System.isInitialNamespaceRoot ? OverlayMarkers.trustedOpaque : OverlayMarkers.userOpaque))
     }
 

@@ -20,7 +20,7 @@ final class HandleTable: Sendable {
         var directories: [UInt64: DirectoryHandle] = [:]
         var nextDirectory: UInt64 = 1
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     func addFile(_ d: Descriptor) -> UInt64 {
         let fh = UInt64(d.rawValue)
