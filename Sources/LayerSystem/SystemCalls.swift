@@ -265,6 +265,20 @@ extension Descriptor {
         }
     }
 
+    /// Opens `name` as a regular file without ever blocking on what is really
+    /// there (O_NONBLOCK for the open, cleared afterwards unless `flags` asks
+    /// for it): a fifo or device swapped in behind the caller's back is
+    /// refused with EIO instead of hanging the opening thread.
+    public func openRegularFile(_ name: FileName, _ flags: OpenFlags) throws -> Descriptor {
+        let file = try open(name, flags.union(.nonBlocking))
+        guard try file.attributes().kind == .regular else { throw SystemCallError("open", errno: EIO) }
+        if !flags.contains(.nonBlocking) {
+            let current = Glibc.fcntl(file.rawValue, F_GETFL)
+            _ = try retrying("fcntl") { Glibc.fcntl(file.rawValue, F_SETFL, current & ~O_NONBLOCK) }
+        }
+        return file
+    }
+
     /// Gives this (possibly `O_PATH`) descriptor's object the new name
     /// `newName` in `directory`. Wraps `linkat(2)` on `/proc/self/fd/N` with
     /// AT_SYMLINK_FOLLOW (no CAP_DAC_READ_SEARCH needed); ENOENT once the

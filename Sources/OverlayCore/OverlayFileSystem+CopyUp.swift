@@ -79,7 +79,7 @@ extension OverlayFileSystem {
             object = try scratch.open(temporary, [.directory])
             try copyExtendedAttributes(from: try sourceParent.open(name, [.directory]), to: object)
         case .regular:
-            let input = try sourceParent.open(name, [])
+            let input = try sourceParent.openRegularFile(name, [])
             object = try scratch.createFile(temporary, flags: .writeOnly, mode: 0o600)
             if withData && source.size > 0 {
                 try object.copyData(from: input, size: source.size)

@@ -262,7 +262,9 @@ public final class OverlayFileSystem: Sendable {
             return try system("cannot open \(n.name)") { try handle.reopen(passed) }
         }
         let (parent, name, _) = try location(of: node)
-        return try system("cannot open \(name)") { try parent.open(name, passed) }
+        // The kernel sends OPEN for regular files only: anything else is a layer
+        // changed behind the mount, refused rather than blocked on (a fifo).
+        return try system("cannot open \(name)") { try parent.openRegularFile(name, passed) }
     }
 
     /// Target of a symlink node.
