@@ -73,8 +73,11 @@ enum FuseOperations {
             do throws(OverlayError) {
                 let d = try c.overlay.openFile(UInt64(ino), flags: fi.pointee.flags)
                 fi.pointee.fh = c.handles.addFile(d)
-                // Lower files never change while mounted: the page cache stays valid.
-                fi.pointee.keep_cache = c.overlay.isWritable ? 0 : 1
+                // The page cache stays valid across opens: lower files never change while
+                // mounted, and every change to an upper file passes through this kernel inode
+                // (one node per upper object, hard links included), which updates the cache
+                // as it writes and truncates. (Changing layers behind the mount is unsupported.)
+                fi.pointee.keep_cache = 1
                 if fuse_reply_open(req, fi) != 0 { _ = c.handles.removeFile(fi.pointee.fh) }
             } catch { c.fail(req, error, "open") }
         }
@@ -100,8 +103,10 @@ enum FuseOperations {
             do throws(OverlayError) {
                 let entries = try c.overlay.listing(of: UInt64(ino))
                 fi.pointee.fh = c.handles.addDirectory(.init(node: UInt64(ino), entries: entries))
-                // The listing is cached by the core with its own invalidation rules;
-                // the kernel may cache it too until the directory changes.
+                // The listing is cached by the core with its own invalidation rules; on a
+                // read-only mount the kernel may cache it too. (On a writable one the
+                // differential tester saw a stale link count after RENAME_EXCHANGE of copied-up
+                // trees with the kernel's readdir cache on: it stays off there.)
                 fi.pointee.cache_readdir = c.overlay.isWritable ? 0 : 1
                 fi.pointee.keep_cache = c.overlay.isWritable ? 0 : 1
                 if fuse_reply_open(req, fi) != 0 { _ = c.handles.removeDirectory(fi.pointee.fh) }
