@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Mounts the example layers with Strata, shows the merged view, and unmounts.
+# Mounts the example layers with Strata, shows the merged view, unmounts; then mounts
+# them again under a writable upper, makes changes, and shows the diff and the upper.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 strata=${STRATA_BIN:-$here/.build/release/strata}
@@ -31,5 +32,24 @@ echo "== /usr/bin/hello (from the base layer)"
 echo "== writing is refused: the mount has no upper layer"
 if touch "$work/merged/new" 2>&1; then echo "unexpected: write succeeded"; exit 1; fi
 echo
+"$strata" unmount "$work/merged"
+echo "== unmounted"
+echo
+
+# The same layers under a writable upper, as a container's root filesystem.
+mkdir -p "$work/upper" "$work/work"
+echo "\$ strata mount --lower $work/layers/app:$work/layers/base --upper $work/upper --work $work/work $work/merged"
+"$strata" mount --lower "$work/layers/app:$work/layers/base" --upper "$work/upper" --work "$work/work" "$work/merged"
+echo "hello from the container" > "$work/merged/hello.txt"
+echo "# appended in the container" >> "$work/merged/etc/motd"   # copies the app layer's motd up
+rm "$work/merged/usr/bin/hello"                                  # a base-layer file: leaves a whiteout
+echo "== changes, as docker diff shows them (strata diff MOUNTPOINT)"
+"$strata" diff "$work/merged"
+echo "== the upper directory (kernel overlayfs format)"
+(cd "$work/upper" && find . -mindepth 1 | LC_ALL=C sort | while read -r p; do
+    if [ -c "$p" ]; then echo "${p#.}  (whiteout: char device $(stat -c '%t,%T' "$p"))"; else echo "${p#.}"; fi
+done)
+echo "== the layers are untouched: base still has /usr/bin/hello"
+ls "$work/layers/base/usr/bin/hello"
 "$strata" unmount "$work/merged"
 echo "== unmounted"
