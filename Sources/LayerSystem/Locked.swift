@@ -36,30 +36,20 @@ public final class Locked<Value>: @unchecked Sendable {
     }
 }
 
-/// A lock guarding no value, only a stretch of work (the same pthread mutex as
-/// `Locked`; a `Locked<Void>` would make ThreadSanitizer track an access to a
-/// zero-sized value outside the lock).
-public final class ExclusiveLock: @unchecked Sendable {
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+/// A lock guarding no value, only a stretch of work. (A `Locked<Void>` would
+/// make ThreadSanitizer track an access to a zero-sized value outside the
+/// lock, so this wraps a `Locked` of one byte that nothing reads.)
+public final class ExclusiveLock: Sendable {
+    private let lock = Locked<UInt8>(0)
 
-    public init() {
-        mutex = .allocate(capacity: 1)
-        mutex.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(mutex, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deinitialize(count: 1)
-        mutex.deallocate()
-    }
+    public init() {}
 
     /// Runs `body` holding the lock (the `inout ()` keeps `Locked`'s call shape).
     @inline(__always)
     public func withLock<Result, Failure: Error>(_ body: (inout ()) throws(Failure) -> Result) throws(Failure) -> Result {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        var unit: () = ()
-        return try body(&unit)
+        try lock.withLock { (_) throws(Failure) -> Result in
+            var unit: () = ()
+            return try body(&unit)
+        }
     }
 }
