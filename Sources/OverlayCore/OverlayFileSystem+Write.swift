@@ -97,7 +97,7 @@ extension OverlayFileSystem {
 
     func checkWritableName(_ name: FileName) throws(OverlayError) {
         guard isWritable else { throw .readOnly() }
-        if name.bytes.count > 255 { throw OverlayError(.invalidArgument, errno: ENAMETOOLONG, "name longer than 255 bytes") }
+        try Self.checkLength(name)
         guard name.isValidComponent else { throw OverlayError(.invalidArgument, errno: EINVAL, "invalid name") }
         guard !OverlayMarkers.isOCIMarker(name) else {
             throw OverlayError(.invalidArgument, errno: EINVAL, "names starting with .wh. are reserved for whiteouts")
@@ -263,16 +263,7 @@ extension OverlayFileSystem {
         try system("cannot remove \(name)") { () throws in
             let present = upperObject ? try parentUpper.attributesIfPresent(of: name) : nil
             guard whiteout else {
-                if let present {
-                    if present.isDirectory {
-                        // Out of the upper in one step, then emptied where no one looks.
-                        let temporary = work.temporaryName()
-                        try parentUpper.rename(name, to: work.directory, as: temporary)
-                        try TreeRemoval.remove(temporary, in: work.directory)
-                    } else {
-                        try parentUpper.remove(name)
-                    }
-                }
+                if let present { try work.discard(name, in: parentUpper, isDirectory: present.isDirectory) }
                 return
             }
             if formats.withLock({ $0.whiteout }) == .characterDevice {
@@ -294,7 +285,7 @@ extension OverlayFileSystem {
             }
             _ = try parentUpper.open(OverlayMarkers.ociWhiteoutName(for: name), [.writeOnly, .create], mode: 0)
             if let present {
-                if present.isDirectory { try TreeRemoval.remove(name, in: parentUpper) } else { try parentUpper.remove(name) }
+                try work.discard(name, in: parentUpper, isDirectory: present.isDirectory)
             }
         }
     }

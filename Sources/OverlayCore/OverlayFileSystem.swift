@@ -79,7 +79,7 @@ public final class OverlayFileSystem: Sendable {
     /// `from`: a layer known to be the topmost holding `name` (a listing
     /// entry's `layer`); the search then skips the layers above it.
     public func lookup(parent: UInt64, name: FileName, from topmost: Int? = nil) throws(OverlayError) -> (node: UInt64, attributes: FileAttributes) {
-        if name.bytes.count > 255 { throw OverlayError(.invalidArgument, errno: ENAMETOOLONG, "name longer than 255 bytes") }
+        try Self.checkLength(name)
         guard name.isValidComponent, !OverlayMarkers.isOCIMarker(name) else { throw .notFound() }
         enum Cached { case hit(UInt64, FileAttributes, inUpper: Bool, needsHandle: Bool), negative, miss([Int]) }
         let cached: Cached = try table.withLock { (t) throws(OverlayError) -> Cached in
@@ -155,6 +155,11 @@ public final class OverlayFileSystem: Sendable {
             guard t.needsHandle(id) else { return }
             if let handle { t.nodes[id]!.handle = handle } else { t.unshare(id) }
         }
+    }
+
+    /// ENAMETOOLONG for a component over NAME_MAX (the kernel passes up to 1024 bytes).
+    static func checkLength(_ name: FileName) throws(OverlayError) {
+        if name.bytes.count > 255 { throw OverlayError(.invalidArgument, errno: ENAMETOOLONG, "name longer than 255 bytes") }
     }
 
     /// Drops `count` references to `node`; frees it (and its caches) at zero.

@@ -63,6 +63,16 @@ public final class WorkDirectory: Sendable {
         }
     }
 
+    /// Takes `name` out of `directory` (in the upper): a non-directory is
+    /// unlinked; a directory leaves in one rename into the work directory and
+    /// is emptied there, so no instant shows it half-removed.
+    func discard(_ name: FileName, in directory: Descriptor, isDirectory: Bool) throws {
+        guard isDirectory else { return try directory.remove(name) }
+        let temporary = temporaryName()
+        try directory.rename(name, to: self.directory, as: temporary)
+        try TreeRemoval.remove(temporary, in: self.directory)
+    }
+
     /// A name not used before in this work directory.
     func temporaryName() -> FileName {
         let n = counter.add(1, ordering: .relaxed).newValue
