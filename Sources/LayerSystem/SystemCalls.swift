@@ -163,19 +163,30 @@ extension Descriptor {
         }
     }
 
-    /// Names of all xattrs on this inode, as raw bytes. Wraps `listxattr(2)`.
+    /// Names of all xattrs on this inode, as raw bytes. Wraps `listxattr(2)`
+    /// (through `/proc/self/fd`, so O_PATH descriptors work too).
     public func extendedAttributeNames() throws -> [[UInt8]] {
         let path = procPath
+        return try Self.attributeNames { CStrataSys.listxattr(path, $0, $1) }
+    }
+
+    /// The same for a descriptor opened for reading (not O_PATH): one
+    /// `flistxattr(2)`, no path lookup.
+    public func openFileExtendedAttributeNames() throws -> [[UInt8]] {
+        try Self.attributeNames { CStrataSys.flistxattr(rawValue, $0, $1) }
+    }
+
+    private static func attributeNames(_ list: (UnsafeMutablePointer<CChar>?, Int) -> Int) throws -> [[UInt8]] {
         var size = 1024
         while true {
             var buffer = [UInt8](repeating: 0, count: size)
             do {
                 let n = try buffer.withUnsafeMutableBytes { (b) throws in
-                    try retrying("listxattr") { CStrataSys.listxattr(path, b.baseAddress?.assumingMemoryBound(to: CChar.self), b.count) }
+                    try retrying("listxattr") { list(b.baseAddress?.assumingMemoryBound(to: CChar.self), b.count) }
                 }
                 return buffer.prefix(n).split(separator: 0, omittingEmptySubsequences: true).map(Array.init)
             } catch let error as SystemCallError where error.errno == ERANGE {
-                let needed = try retrying("listxattr") { CStrataSys.listxattr(path, nil, 0) }
+                let needed = try retrying("listxattr") { list(nil, 0) }
                 size = max(needed, size * 2)
             } catch let error as SystemCallError where error.errno == ENOTSUP {
                 return []

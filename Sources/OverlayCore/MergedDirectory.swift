@@ -15,7 +15,8 @@ public struct ListingEntry: Sendable, Hashable {
     }
 }
 
-/// Builds the listing of a merged directory.
+/// Builds the listing of a merged directory: the upper directory (read
+/// fresh: it changes) over the lower layers' index (read once per directory).
 ///
 /// Ordering contract: layers are read topmost first and names appear in the
 /// order each layer's filesystem returns them, each name once (where the
@@ -26,37 +27,45 @@ public struct ListingEntry: Sendable, Hashable {
 /// Hidden: `.wh.*` files and the opaque marker; names whited out (char 0/0 or
 /// `.wh.NAME`) in a layer hide that name in the layers below only.
 public enum MergedDirectory {
+    /// The listing of `directories` (topmost first; no upper layer among them).
     public static func listing(of directories: [LayerDirectory], stack: LayerStack) throws(OverlayError) -> [ListingEntry] {
+        try listing(upper: nil, lowers: try LowerDirectoryIndex.build(directories, stack: stack), stack: stack)
+    }
+
+    /// The listing of `upper` (if the directory has one) over `lowers` (if it merges any).
+    public static func listing(upper: LayerDirectory?, lowers: LowerDirectoryIndex?, stack: LayerStack) throws(OverlayError) -> [ListingEntry] {
         var entries: [ListingEntry] = []
         var seen: Set<FileName> = []
-        for directory in directories {
-            var whiteouts: [FileName] = []
-            try system("cannot read directory in layer \(stack.layers[directory.layer].path)") {
-                try directory.descriptor.forEachEntry { entry in
+        if let upper {
+            try system("cannot read directory in layer \(stack.layers[upper.layer].path)") {
+                try upper.descriptor.forEachEntry { entry in
                     if OverlayMarkers.isOCIMarker(entry.name) {
-                        if let target = OverlayMarkers.whitedOutName(entry.name) { whiteouts.append(target) }
+                        if let target = OverlayMarkers.whitedOutName(entry.name) { seen.insert(target) }
                         return
                     }
-                    if seen.contains(entry.name) { return }
                     var kind = entry.kind
                     var inode = entry.inode
                     if kind == nil || kind == .characterDevice {
-                        guard let attributes = try directory.descriptor.attributesIfPresent(of: entry.name) else { return }
+                        guard let attributes = try upper.descriptor.attributesIfPresent(of: entry.name) else { return }
                         if OverlayMarkers.isWhiteoutDevice(attributes) {
-                            whiteouts.append(entry.name)
+                            seen.insert(entry.name)
                             return
                         }
                         kind = attributes.kind
                         inode = attributes.inode
                     }
                     guard let kind else { return }
+                    // (A name is listed once per directory: only markers can repeat it,
+                    // and those hide the layers below only.)
                     seen.insert(entry.name)
                     entries.append(ListingEntry(name: entry.name, kind: kind,
-                                                inode: stack.exposedInode(inode, layer: directory.layer),
-                                                layer: directory.layer))
+                                                inode: stack.exposedInode(inode, layer: upper.layer), layer: upper.layer))
                 }
             }
-            seen.formUnion(whiteouts)
+        }
+        for entry in lowers?.entries ?? [] where !seen.contains(entry.name) {
+            entries.append(ListingEntry(name: entry.name, kind: entry.kind,
+                                        inode: stack.exposedInode(entry.inode, layer: entry.layer), layer: entry.layer))
         }
         return entries
     }

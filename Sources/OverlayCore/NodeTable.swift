@@ -12,11 +12,36 @@ import LayerSystem
 /// write path updates them in place for every change it makes through the
 /// daemon. Entries are dropped with their directory node (after `forget`).
 struct NodeTable {
-    struct Child {
-        /// `nil` = negative entry (name absent in the merged view).
-        var resolution: Resolution?
-        /// The live node for this name, if the kernel holds one.
-        var node: UInt64?
+    /// A cached name of a directory. A name with a live node keeps no copy of
+    /// the resolution (the node's is the one truth, and the copy would cost
+    /// ~150 bytes per name); when the node is forgotten, its resolution moves here.
+    enum Child {
+        /// Negative entry: the name is absent in the merged view.
+        case absent
+        /// Resolved, and no node is live for it.
+        indirect case resolved(Resolution)
+        /// The live node for this name.
+        case live(UInt64)
+
+        var node: UInt64? {
+            if case .live(let id) = self { return id }
+            return nil
+        }
+    }
+
+    /// What is cached for `name` in `parent`: nil if nothing, `.some(nil)` if absent.
+    func cachedResolution(parent: UInt64, name: FileName) -> Resolution?? {
+        switch nodes[parent]?.children[name] {
+        case nil: return nil
+        case .absent: return .some(nil)
+        case .resolved(let resolution): return resolution
+        case .live(let id): return nodes[id].map { .some($0.resolution) } ?? nil
+        }
+    }
+
+    /// The live node named `name` in `parent`, if any.
+    func liveNode(parent: UInt64, name: FileName) -> UInt64? {
+        nodes[parent]?.children[name]?.node
     }
 
     struct Node {
@@ -30,8 +55,13 @@ struct NodeTable {
         var pins: Int = 0
         /// Resolved names in this directory (positive and negative).
         var children: [FileName: Child] = [:]
-        /// Cached merged listing of this directory.
-        var listing: [ListingEntry]?
+        /// Cached merged listing of this directory (set and dropped through
+        /// `setListing` / `dropListing`, which keep `cachedEntries` true).
+        fileprivate(set) var listing: [ListingEntry]?
+        /// Index of the lower layers this directory merges (see `LowerDirectoryIndex`).
+        fileprivate(set) var lowerIndex: LowerDirectoryIndex?
+        /// Lookups that had to probe the layers one by one (no index yet).
+        var probes = 0
         /// Removed from the namespace (unlinked or replaced) while the kernel still holds it.
         var detached = false
         /// Negative entries cached in `children` (bounded by `negativeLimit`).
@@ -55,13 +85,61 @@ struct NodeTable {
         var name: FileName
         var resolution: Resolution
         var listing: [ListingEntry]?
+        var lowerIndex: LowerDirectoryIndex?
         var detached: Bool
         var handle: Descriptor?
     }
 
     func record(_ id: UInt64) -> Record? {
         guard let n = nodes[id] else { return nil }
-        return Record(parent: n.parent, name: n.name, resolution: n.resolution, listing: n.listing, detached: n.detached, handle: n.handle)
+        return Record(parent: n.parent, name: n.name, resolution: n.resolution, listing: n.listing,
+                      lowerIndex: n.lowerIndex, detached: n.detached, handle: n.handle)
+    }
+
+    // MARK: Directory caches (listings and lower indexes)
+
+    /// Entries held by all cached listings and lower indexes together.
+    private(set) var cachedEntries = 0
+    /// Bound on `cachedEntries` (`OverlayOptions.cachedEntryLimit`). Past it,
+    /// listings and indexes are still built and used, but not kept: memory
+    /// stays bounded, at the price of re-reading directories.
+    var cachedEntryLimit = Int.max
+
+    /// Keeps `listing` for directory `id` if the budget allows; returns the listing now cached (or `listing`).
+    mutating func setListing(_ id: UInt64, _ listing: [ListingEntry]) -> [ListingEntry] {
+        guard nodes[id] != nil else { return listing }
+        if let existing = nodes[id]!.listing { return existing }
+        guard cachedEntries + listing.count <= cachedEntryLimit else { return listing }
+        nodes[id]!.listing = listing
+        cachedEntries += listing.count
+        return listing
+    }
+
+    /// Forgets the cached listing of `id` (its directory changed).
+    mutating func dropListing(_ id: UInt64) {
+        guard let count = nodes[id]?.listing?.count else { return }
+        nodes[id]!.listing = nil
+        cachedEntries -= count
+    }
+
+    /// Keeps `index` for directory `id` if it still merges exactly `index.layers`
+    /// below its upper directory (`hasUpper`: layer 0 is the upper) and the budget allows.
+    mutating func setLowerIndex(_ id: UInt64, _ index: LowerDirectoryIndex, hasUpper: Bool) {
+        nodes[id]?.probes = 0
+        guard let node = nodes[id], node.lowerIndex == nil,
+              (hasUpper ? node.resolution.layers.filter { $0 != 0 } : node.resolution.layers) == index.layers,
+              cachedEntries + index.count <= cachedEntryLimit else { return }
+        nodes[id]!.lowerIndex = index
+        cachedEntries += index.count
+    }
+
+    /// Drops both caches of `id`.
+    mutating func dropCaches(_ id: UInt64) {
+        dropListing(id)
+        if let count = nodes[id]?.lowerIndex?.count {
+            nodes[id]!.lowerIndex = nil
+            cachedEntries -= count
+        }
     }
 
     /// Upper inode number → the one node every name of that (hard-linked)
@@ -81,7 +159,7 @@ struct NodeTable {
         // Read in place (binding the Node would make the insertion copy `children`).
         guard let negatives = nodes[parent]?.negatives, negatives < Self.negativeLimit else { return }
         if nodes[parent]!.children[name] == nil { nodes[parent]!.negatives += 1 }
-        nodes[parent]!.children[name] = Child(resolution: nil, node: nil)
+        nodes[parent]!.children[name] = .absent
     }
 
     static let rootID: UInt64 = 1
@@ -97,21 +175,21 @@ struct NodeTable {
     /// that node; a new node for an upper non-directory with several links is
     /// registered as shared (the caller then attaches its `handle`).
     mutating func reference(parent: UInt64, name: FileName, resolution: Resolution) -> UInt64 {
-        if let existing = nodes[parent]?.children[name]?.node, nodes[existing] != nil {
+        if let existing = liveNode(parent: parent, name: name), nodes[existing] != nil {
             nodes[existing]!.lookups += 1
             return existing
         }
         let sharable = !resolution.isDirectory && resolution.topLayer == 0
         if sharable, let shared = sharedNodes[resolution.objectInode], nodes[shared] != nil {
             nodes[shared]!.lookups += 1
-            nodes[parent]?.children[name] = Child(resolution: resolution, node: shared)
+            nodes[parent]?.children[name] = .live(shared)
             return shared
         }
         let id = nextID
         nextID += 1
         nodes[id] = Node(parent: parent, name: name, resolution: resolution, lookups: 1)
         nodes[parent]?.pins += 1
-        nodes[parent]?.children[name] = Child(resolution: resolution, node: id)
+        nodes[parent]?.children[name] = .live(id)
         if sharable && resolution.attributes.linkCount > 1 { share(id) }
         return id
     }
@@ -146,12 +224,13 @@ struct NodeTable {
         var removed: [(UInt64, [Int])] = []
         var current = id
         while current != Self.rootID, let n = nodes[current], n.lookups == 0, n.pins == 0 {
+            dropCaches(current)
             nodes[current] = nil
             if let key = n.sharedKey, sharedNodes[key] == current { sharedNodes[key] = nil }
             removed.append((current, n.resolution.isDirectory ? n.resolution.layers : []))
             nodes[n.parent]?.pins -= 1
-            if nodes[n.parent]?.children[n.name]?.node == current {
-                nodes[n.parent]?.children[n.name]?.node = nil
+            if liveNode(parent: n.parent, name: n.name) == current {
+                nodes[n.parent]?.children[n.name] = .resolved(n.resolution)
             }
             current = n.parent
         }
@@ -163,32 +242,36 @@ extension NodeTable {
     /// Moves node `id` to `name` in `parent` (after a rename on disk).
     mutating func move(_ id: UInt64, to parent: UInt64, name: FileName) {
         guard let node = nodes[id] else { return }
-        if nodes[node.parent]?.children[node.name]?.node == id {
+        if liveNode(parent: node.parent, name: node.name) == id {
             nodes[node.parent]?.children[node.name] = nil
         }
         nodes[node.parent]?.pins -= 1
-        nodes[node.parent]?.listing = nil
+        dropListing(node.parent)
         nodes[id]!.parent = parent
         nodes[id]!.name = name
         nodes[parent]?.pins += 1
-        nodes[parent]?.children[name] = Child(resolution: node.resolution, node: id)
-        nodes[parent]?.listing = nil
+        nodes[parent]?.children[name] = .live(id)
+        dropListing(parent)
     }
 
     /// Marks the live node at `name` in `parent` (if any) as detached and
     /// forgets the cached resolution of the name.
     mutating func detach(parent: UInt64, name: FileName) {
         // A shared node may live on under its other names; it is reached through its handle.
-        if let id = nodes[parent]?.children[name]?.node, nodes[id]?.handle == nil { nodes[id]?.detached = true }
+        if let id = liveNode(parent: parent, name: name), nodes[id]?.handle == nil { nodes[id]?.detached = true }
         nodes[parent]?.children[name] = nil
-        nodes[parent]?.listing = nil
+        dropListing(parent)
     }
 
     /// Records the resolution of `name` in `parent` (nil = absent), updating the live node.
     mutating func update(parent: UInt64, name: FileName, resolution: Resolution?) {
-        let id = nodes[parent]?.children[name]?.node
-        nodes[parent]?.children[name] = Child(resolution: resolution, node: resolution == nil ? nil : id)
-        nodes[parent]?.listing = nil
+        let id = liveNode(parent: parent, name: name)
+        if let resolution {
+            nodes[parent]?.children[name] = id.map { .live($0) } ?? .resolved(resolution)
+        } else {
+            nodes[parent]?.children[name] = .absent
+        }
+        dropListing(parent)
         if let id, let resolution { nodes[id]?.resolution = resolution }
         if let id, resolution == nil, nodes[id]?.handle == nil { nodes[id]?.detached = true }
     }
@@ -202,12 +285,12 @@ extension NodeTable {
     mutating func makeUpperOnly(_ id: UInt64) {
         guard let node = nodes[id] else { return }
         nodes[id]!.resolution.layers = [0]
-        nodes[id]!.listing = nil
-        if id != Self.rootID, nodes[node.parent]?.children[node.name]?.node == id {
-            nodes[node.parent]!.children[node.name]!.resolution!.layers = [0]
-        }
-        for (name, child) in node.children where child.resolution?.isDirectory == true {
-            nodes[id]!.children[name]!.resolution!.layers = [0]
+        dropCaches(id)
+        // (Its parent's entry for it is `.live`: the node's resolution is the entry's.)
+        for (name, child) in node.children {
+            guard case .resolved(var resolution) = child, resolution.isDirectory else { continue }
+            resolution.layers = [0]
+            nodes[id]!.children[name] = .resolved(resolution)
         }
     }
 }

@@ -25,11 +25,31 @@ extension OverlayFileSystem {
     }
 
     /// `copyUp` with the namespace lock held.
+    ///
+    /// The ancestors still in a lower layer are collected first and copied up
+    /// top-down in a loop, not by recursion: a lower path thousands of
+    /// directories deep (a hostile image) must not exhaust a FUSE worker's
+    /// stack (it did at about 1,700 levels in a debug build, killing the daemon).
     func copyUpLocked(_ node: UInt64, withData: Bool) throws(OverlayError) {
+        var pending: [UInt64] = []
+        var current = node
+        while current != Self.rootID {
+            let n = try record(current)
+            if n.resolution.topLayer == 0 { break }
+            pending.append(current)
+            current = n.parent
+        }
+        for id in pending.reversed() {
+            try copyUpOneLocked(id, withData: id == node ? withData : true)
+        }
+    }
+
+    /// Copies up `node` alone; its parent is already in the upper layer.
+    private func copyUpOneLocked(_ node: UInt64, withData: Bool) throws(OverlayError) {
         let n = try record(node)
         if n.resolution.topLayer == 0 { return }
         guard let work else { throw .readOnly() }
-        let parentUpper = try upperDirectoryLocked(n.parent)
+        let parentUpper = try directory(node: n.parent, layer: 0)
         let layer = n.resolution.topLayer
         let sourceParent = try directory(node: n.parent, layer: layer)
         let name = n.name
@@ -62,8 +82,8 @@ extension OverlayFileSystem {
         if fresh.isDirectory && resolution.layers.count > 1 { resolution.attributes.linkCount = 1 }
         table.withLock { t in
             t.nodes[node]?.resolution = resolution
-            t.nodes[n.parent]?.children[name]?.resolution = resolution
-            t.nodes[n.parent]?.listing = nil
+            if case .resolved = t.nodes[n.parent]?.children[name] { t.nodes[n.parent]?.children[name] = .resolved(resolution) }
+            t.dropListing(n.parent)
         }
     }
 

@@ -166,7 +166,7 @@ extension OverlayFileSystem {
         let resolution = Resolution(attributes: attributes, layers: [0], objectInode: objectInode)
         let id = table.withLock { t in
             t.nodes[parent]?.children[name] = nil   // a fresh node (or the shared one of a hard link)
-            t.nodes[parent]?.listing = nil
+            t.dropListing(parent)
             return t.reference(parent: parent, name: name, resolution: resolution)
         }
         attachHandle(id, reachedAs: name, in: parent)
@@ -184,14 +184,10 @@ extension OverlayFileSystem {
     /// (keeping the live node's inode number, or `keepInode`).
     @discardableResult
     func refresh(parent: UInt64, name: FileName, keepInode: UInt64? = nil) throws(OverlayError) -> Resolution? {
-        let layers = try record(parent).resolution.layers
-        let parents = try layers.map { (layer) throws(OverlayError) in
-            LayerDirectory(layer: layer, descriptor: try directory(node: parent, layer: layer))
-        }
-        var resolved = try NameResolver.resolve(name, in: parents, stack: stack)
+        var resolved = try resolveName(name, in: parent)
         table.withLock { t in
             if var r = resolved?.0 {
-                if let keepInode { r.attributes.inode = keepInode } else if let id = t.nodes[parent]?.children[name]?.node,
+                if let keepInode { r.attributes.inode = keepInode } else if let id = t.liveNode(parent: parent, name: name),
                     let node = t.nodes[id], !node.detached || node.handle != nil, node.resolution.kind == r.kind {
                     r.attributes.inode = node.resolution.attributes.inode
                 }
@@ -199,7 +195,7 @@ extension OverlayFileSystem {
             }
             t.update(parent: parent, name: name, resolution: resolved?.0)
         }
-        if let (_, opened) = resolved, let id = table.withLock({ $0.nodes[parent]?.children[name]?.node }) {
+        if let (_, opened) = resolved, let id = table.withLock({ $0.liveNode(parent: parent, name: name) }) {
             for d in opened { descriptors.insert(d.descriptor, node: id, layer: d.layer) }
         }
         return resolved?.0
@@ -229,7 +225,25 @@ extension OverlayFileSystem {
             } else if resolution.isDirectory {
                 throw OverlayError(.isADirectory, errno: EISDIR, "is a directory")
             }
+            if !isDirectory { keepReachable(child, resolution, named: name, in: parent) }
             try removeLocked(parent: parent, name: name, upperObject: resolution.topLayer == 0)
+        }
+    }
+
+    /// Gives upper non-directory `node` an `O_PATH` handle on its object before
+    /// its name goes (unlink, or a rename over it). The kernel may hold the
+    /// file open: fstat, ftruncate, fallocate, fchmod, fsetxattr and utimes on
+    /// that descriptor must keep reaching the object, as they do on kernel
+    /// overlayfs (without it they answered ENOENT or a stale size). The handle
+    /// goes with the node at the kernel's FORGET; with it the node is no longer
+    /// marked detached (`NodeTable.detach`). Lower objects need none: they
+    /// never change. A no-op where the node already has one (hard links).
+    func keepReachable(_ node: UInt64, _ resolution: Resolution, named name: FileName, in parent: UInt64) {
+        guard !resolution.isDirectory, resolution.topLayer == 0, (try? record(node).handle) == nil,
+              let upper = try? directory(node: parent, layer: 0), let handle = try? upper.open(name, [.path]),
+              (try? handle.attributes().inode) == resolution.objectInode else { return }
+        table.withLock { t in
+            if t.nodes[node] != nil && t.nodes[node]!.handle == nil { t.nodes[node]!.handle = handle }
         }
     }
 
@@ -241,13 +255,15 @@ extension OverlayFileSystem {
         try writeWhiteoutOrRemove(name, in: parentUpper, upperObject: upperObject, whiteout: needsWhiteout)
         table.withLock { t in
             t.detach(parent: parent, name: name)
-            t.nodes[parent]?.children[name] = NodeTable.Child(resolution: nil, node: nil)
+            t.nodes[parent]?.children[name] = .absent
         }
     }
 
     /// Whether a lower layer of `parent`'s merge chain shows `name`.
     func lowerHas(_ name: FileName, parent: UInt64) throws(OverlayError) -> Bool {
-        let lowers = try record(parent).resolution.layers.filter { $0 != 0 }
+        let n = try record(parent)
+        if let index = try lowerIndex(parent, record: n, whenProbed: true) { return index.entry(named: name) != nil }
+        let lowers = lowerLayers(of: n.resolution)
         guard !lowers.isEmpty else { return false }
         let parents = try lowers.map { (layer) throws(OverlayError) in
             LayerDirectory(layer: layer, descriptor: try directory(node: parent, layer: layer))
@@ -326,6 +342,7 @@ extension OverlayFileSystem {
                     return   // two names of one file: rename does nothing
                 }
             }
+            if let target, !exchange { keepReachable(target, try record(target).resolution, named: newName, in: newParent) }
             try bringUpWhole(source)
             if exchange, let target { try bringUpWhole(target) }
             let parentUpper = try upperDirectoryLocked(parent)
@@ -413,16 +430,47 @@ extension OverlayFileSystem {
 
     /// Copies `node` up; a directory merging lower content is copied up with
     /// all its descendants and marked opaque, so it no longer needs its lowers.
+    ///
+    /// The tree is walked with an explicit stack, not by recursion: a lower
+    /// directory thousands of levels deep must not exhaust a FUSE worker's
+    /// stack. Each directory is copied up before its children and made
+    /// self-contained after them; the lookup reference of a directory is held
+    /// until it is finished.
     func bringUpWhole(_ node: UInt64) throws(OverlayError) {
         let resolution = try record(node).resolution
         guard resolution.isDirectory else { return try copyUpLocked(node, withData: true) }
         if resolution.layers == [0] { return }
         try copyUpLocked(node, withData: true)
-        for entry in try listing(of: node) {
-            let (child, _) = try lookup(parent: node, name: entry.name, from: entry.layer)
-            defer { forget(child, count: 1) }
-            try bringUpWhole(child)
+        struct Frame { var node: UInt64; var entries: [ListingEntry]; var next = 0; var referenced: Bool }
+        var frames = [Frame(node: node, entries: try listing(of: node), referenced: false)]
+        defer { for frame in frames where frame.referenced { forget(frame.node, count: 1) } }
+        while let top = frames.last {
+            guard top.next < top.entries.count else {
+                try makeSelfContainedLocked(top.node)
+                frames.removeLast()
+                if top.referenced { forget(top.node, count: 1) }
+                continue
+            }
+            let entry = top.entries[top.next]
+            frames[frames.count - 1].next += 1
+            let (child, _) = try lookup(parent: top.node, name: entry.name, from: entry.layer)
+            let descend: Bool
+            do throws(OverlayError) {
+                let childResolution = try record(child).resolution
+                descend = childResolution.isDirectory && childResolution.layers != [0]
+                try copyUpLocked(child, withData: true)
+                if descend { frames.append(Frame(node: child, entries: try listing(of: child), referenced: true)) }
+            } catch {
+                forget(child, count: 1)
+                throw error
+            }
+            if !descend { forget(child, count: 1) }
         }
+    }
+
+    /// Marks the copied-up directory `node` opaque and removes the whiteouts it
+    /// no longer needs: from now on it shows its upper content only.
+    private func makeSelfContainedLocked(_ node: UInt64) throws(OverlayError) {
         let upper = try directory(node: node, layer: 0)
         let opaqueKey = formats.withLock { $0.opaqueKey }
         try system("cannot make the copied-up directory self-contained") { () throws in
@@ -467,7 +515,15 @@ extension OverlayFileSystem {
                 object = try p.open(n.name, n.resolution.isDirectory ? [.directory] : [.path])
             }
             if let size = changes.size {
-                let file = try handle ?? object.reopen(.writeOnly)
+                // truncate(2) by path arrives without an open file. Opened by name, the
+                // object is checked to be a regular file without blocking: a fifo put in
+                // the upper behind the mount's back hung this worker in open(O_WRONLY).
+                let file: Descriptor
+                if let handle { file = handle } else if let parent {
+                    file = try parent.openRegularFile(n.name, .writeOnly)
+                } else {
+                    file = try object.reopen(.writeOnly)
+                }
                 try file.truncate(to: size)
             }
             if changes.userID != nil || changes.groupID != nil {

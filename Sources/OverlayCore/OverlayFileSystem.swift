@@ -11,6 +11,11 @@ public struct OverlayOptions: Sendable {
     /// Copied-up data is `fdatasync`ed before it is named (kernel overlayfs's
     /// default); `false` for `-o fsync=0` / `volatile`.
     public var synchronousCopyUp = true
+    /// Names kept in directory caches (merged listings and lower-layer indexes)
+    /// at most, over all directories; about 200 bytes each. Past it, directories
+    /// are still read and answered correctly, just not remembered
+    /// (`-o dir_cache_entries=`).
+    public var cachedEntryLimit = 2_000_000
     public init() {}
 }
 
@@ -53,7 +58,9 @@ public final class OverlayFileSystem: Sendable {
     public init(stack: LayerStack, options: OverlayOptions = OverlayOptions()) throws(OverlayError) {
         self.stack = stack
         self.options = options
-        self.table = Locked(NodeTable(root: try NameResolver.root(of: stack)))
+        var table = NodeTable(root: try NameResolver.root(of: stack))
+        table.cachedEntryLimit = options.cachedEntryLimit
+        self.table = Locked(table)
         self.descriptors = DirectoryDescriptorCache(capacity: options.directoryDescriptorLimit)
         if let upper = stack.upper {
             guard let work = stack.work else {
@@ -81,19 +88,19 @@ public final class OverlayFileSystem: Sendable {
     public func lookup(parent: UInt64, name: FileName, from topmost: Int? = nil) throws(OverlayError) -> (node: UInt64, attributes: FileAttributes) {
         try Self.checkLength(name)
         guard name.isValidComponent, !OverlayMarkers.isOCIMarker(name) else { throw .notFound() }
-        enum Cached { case hit(UInt64, FileAttributes, inUpper: Bool, needsHandle: Bool), negative, miss([Int]) }
+        enum Cached { case hit(UInt64, FileAttributes, inUpper: Bool, needsHandle: Bool), negative, miss }
         let cached: Cached = try table.withLock { (t) throws(OverlayError) -> Cached in
             // The parent is read in place, never bound as a whole: a copy of its Node
             // alive while `reference` writes its `children` would make that write copy
             // the whole name cache (quadratic over a directory of 10k names).
             guard let resolution = t.nodes[parent]?.resolution else { throw OverlayError(.notFound, errno: ESTALE, "stale node \(parent)") }
             guard resolution.isDirectory else { throw OverlayError(.notADirectory, errno: ENOTDIR, "not a directory") }
-            if let child = t.nodes[parent]!.children[name] {
-                guard let found = child.resolution else { return .negative }
+            if let cached = t.cachedResolution(parent: parent, name: name) {
+                guard let found = cached else { return .negative }
                 let id = t.reference(parent: parent, name: name, resolution: found)
                 return .hit(id, found.attributes, inUpper: found.topLayer == 0, needsHandle: t.needsHandle(id))
             }
-            return .miss(resolution.layers)
+            return .miss
         }
         switch cached {
         case .hit(let id, let attributes, let inUpper, let needsHandle):
@@ -108,17 +115,13 @@ public final class OverlayFileSystem: Sendable {
             }
             return (id, attributes)
         case .negative: throw .notFound()
-        case .miss(var layers):
-            if let topmost, let start = layers.firstIndex(of: topmost) { layers.removeFirst(start) }
-            let parents = try layers.map { (layer) throws(OverlayError) in
-                LayerDirectory(layer: layer, descriptor: try directory(node: parent, layer: layer))
-            }
-            let resolved = try NameResolver.resolve(name, in: parents, stack: stack)
+        case .miss:
+            let resolved = try resolveName(name, in: parent, from: topmost)
             let outcome: (UInt64, FileAttributes)? = table.withLock { t in
                 guard t.nodes[parent] != nil else { return nil }
-                if let child = t.nodes[parent]!.children[name] {
+                if let cached = t.cachedResolution(parent: parent, name: name) {
                     // Another thread resolved it first: use its result.
-                    guard let resolution = child.resolution else { return nil }
+                    guard let resolution = cached else { return nil }
                     return (t.reference(parent: parent, name: name, resolution: resolution), resolution.attributes)
                 }
                 guard let (resolution, _) = resolved else {
@@ -137,6 +140,68 @@ public final class OverlayFileSystem: Sendable {
             attachHandle(id, reachedAs: name, in: parent)
             return (id, attributes)
         }
+    }
+
+    /// Resolves `name` in directory `parent` through the stack (no caching of
+    /// the result; the caller records it). Answered from the parent's lower
+    /// index when it has one, and probing layer by layer otherwise, starting
+    /// at `topmost` when the caller knows the topmost layer holding the name.
+    func resolveName(_ name: FileName, in parent: UInt64, from topmost: Int? = nil) throws(OverlayError) -> (Resolution, [LayerDirectory])? {
+        let n = try record(parent)
+        if let index = try lowerIndex(parent, record: n, whenProbed: true) {
+            let hasUpper = isWritable && n.resolution.layers.first == 0
+            let upper = hasUpper ? LayerDirectory(layer: 0, descriptor: try directory(node: parent, layer: 0)) : nil
+            return try NameResolver.resolve(name, upper: upper, lowers: index, stack: stack) { (layer) throws(OverlayError) in
+                try directory(node: parent, layer: layer)
+            }
+        }
+        var layers = n.resolution.layers
+        if let topmost, let start = layers.firstIndex(of: topmost) { layers.removeFirst(start) }
+        let parents = try layers.map { (layer) throws(OverlayError) in
+            LayerDirectory(layer: layer, descriptor: try directory(node: parent, layer: layer))
+        }
+        return try NameResolver.resolve(name, in: parents, stack: stack)
+    }
+
+    /// The lower layers a directory with `resolution` merges (every layer of a read-only mount).
+    func lowerLayers(of resolution: Resolution) -> [Int] {
+        isWritable ? resolution.layers.filter { $0 != 0 } : resolution.layers
+    }
+
+    /// The index of directory `node`'s lower layers (`nil` if it merges none):
+    /// the cached one if it still covers them; else a new one, read now. With
+    /// `whenProbed`, a new one is read only once lookups probing layer by layer
+    /// have cost about what one read of the directory costs (`probeThreshold`),
+    /// so a single stat in a huge directory never reads all of it.
+    func lowerIndex(_ node: UInt64, record n: NodeTable.Record, whenProbed: Bool) throws(OverlayError) -> LowerDirectoryIndex? {
+        let lowers = lowerLayers(of: n.resolution)
+        guard !lowers.isEmpty else { return nil }
+        if let index = n.lowerIndex, index.layers == lowers { return index }
+        if whenProbed {
+            let threshold = Self.probeThreshold(directorySize: n.resolution.attributes.size)
+            let due = table.withLock { t in
+                guard t.nodes[node] != nil, t.cachedEntries < t.cachedEntryLimit else { return false }
+                t.nodes[node]!.probes += 1
+                return t.nodes[node]!.probes >= threshold
+            }
+            guard due else { return nil }
+        }
+        let directories = try lowers.map { (layer) throws(OverlayError) in
+            LayerDirectory(layer: layer, descriptor: try directory(node: node, layer: layer))
+        }
+        let index = try LowerDirectoryIndex.build(directories, stack: stack)
+        let hasUpper = isWritable
+        table.withLock { $0.setLowerIndex(node, index, hasUpper: hasUpper) }
+        return index
+    }
+
+    /// Probing lookups after which a directory's lowers are indexed: a probe
+    /// costs two syscalls per layer, a read about one per 400 entries plus a
+    /// per-entry cost in memory; a directory's size (ext4: ~2 KiB per 50–100
+    /// names) stands in for its entry count. Small directories are indexed at
+    /// the second probe.
+    static func probeThreshold(directorySize: Int64) -> Int {
+        max(2, Int(min(max(directorySize, 0) / 2048, 1 << 20)))
     }
 
     /// Gives shared node `id` (see `NodeTable.sharedNodes`) its `O_PATH`
@@ -281,20 +346,21 @@ public final class OverlayFileSystem: Sendable {
         return try system("cannot read link \(name)") { try parent.readLink(name) }
     }
 
-    /// The merged listing of directory `node` (cached; see `MergedDirectory`).
+    /// The merged listing of directory `node` (see `MergedDirectory`): kept
+    /// for a directory with an upper part (until it changes), rebuilt from the
+    /// kept lower index for one without.
     public func listing(of node: UInt64) throws(OverlayError) -> [ListingEntry] {
         let n = try record(node)
         guard n.resolution.isDirectory else { throw OverlayError(.notADirectory, errno: ENOTDIR, "not a directory") }
         if let listing = n.listing { return listing }
-        let directories = try n.resolution.layers.map { (layer) throws(OverlayError) in
-            LayerDirectory(layer: layer, descriptor: try directory(node: node, layer: layer))
-        }
-        let listing = try MergedDirectory.listing(of: directories, stack: stack)
-        return table.withLock { t in
-            if let existing = t.nodes[node]?.listing { return existing }
-            t.nodes[node]?.listing = listing
-            return listing
-        }
+        let index = try lowerIndex(node, record: n, whenProbed: false)
+        let hasUpper = isWritable && n.resolution.layers.first == 0
+        let upper = hasUpper ? LayerDirectory(layer: 0, descriptor: try directory(node: node, layer: 0)) : nil
+        let listing = try MergedDirectory.listing(upper: upper, lowers: index, stack: stack)
+        // A directory without an upper part lists its index, which is kept: the
+        // listing is rebuilt from it without a syscall, so it is not kept twice.
+        guard upper != nil else { return listing }
+        return table.withLock { $0.setListing(node, listing) }
     }
 
     /// The parent node of `node` (the root is its own parent).

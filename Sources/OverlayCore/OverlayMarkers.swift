@@ -50,11 +50,13 @@ public enum OverlayMarkers {
         privateXattrPrefixes.contains { name.starts(with: $0) }
     }
 
-    /// Whether the directory open at `directory` is opaque in either format.
-    /// Costs up to three syscalls; callers ask only when a lower layer would
-    /// otherwise be merged.
+    /// Whether the directory open (for reading) at `directory` is opaque in
+    /// either format. Two syscalls (the xattr names, the marker file), a third
+    /// only when an opaque xattr is present; callers ask only when a lower
+    /// layer would otherwise be merged.
     public static func isOpaque(_ directory: Descriptor) -> Bool {
-        for key in [trustedOpaque, userOpaque] {
+        let names = (try? directory.openFileExtendedAttributeNames()) ?? []
+        for key in [trustedOpaque, userOpaque] where names.contains(where: { $0.elementsEqual(key.utf8) }) {
             if let value = try? directory.extendedAttribute(key), value == opaqueValue { return true }
         }
         return (try? directory.attributesIfPresent(of: opaqueMarkerName)) != nil

@@ -55,7 +55,25 @@ public enum NameResolver {
         var winner: FileAttributes?
         var layers: [Int] = []
         var directories: [LayerDirectory] = []
-        for (position, parent) in parents.enumerated() {
+        search: for (position, parent) in parents.enumerated() {
+            let isLast = position == parents.count - 1
+            if winner != nil {
+                // Below a directory only a directory merges: opened directly (no
+                // stat); a whiteout, non-directory or symlink ends the merge.
+                let directory: Descriptor
+                switch try openDirectory(name, in: parent, stack: stack) {
+                case .opened(let d): directory = d
+                case .absent:
+                    if try hasOCIWhiteout(for: name, in: parent, stack: stack) { break search }
+                    continue search
+                case .other: break search
+                }
+                layers.append(parent.layer)
+                directories.append(LayerDirectory(layer: parent.layer, descriptor: directory))
+                if isLast || OverlayMarkers.isOpaque(directory) { break }
+                if try hasOCIWhiteout(for: name, in: parent, stack: stack) { break }
+                continue
+            }
             let found = try system("cannot look up \(name) in layer \(stack.layers[parent.layer].path)") {
                 try parent.descriptor.attributesIfPresent(of: name)
             }
@@ -65,26 +83,102 @@ public enum NameResolver {
             }
             if OverlayMarkers.isWhiteoutDevice(attributes) { break }
             guard attributes.kind == .directory else {
-                if winner == nil {
-                    winner = attributes
-                    layers = [parent.layer]
-                }
+                winner = attributes
+                layers = [parent.layer]
                 break
             }
             let directory = try system("cannot open directory \(name) in layer \(stack.layers[parent.layer].path)") {
                 try parent.descriptor.open(name, [.directory])
             }
-            if winner == nil { winner = attributes }
+            winner = attributes
             layers.append(parent.layer)
             directories.append(LayerDirectory(layer: parent.layer, descriptor: directory))
-            let isLast = position == parents.count - 1
             if isLast { break }
             if OverlayMarkers.isOpaque(directory) { break }
             if try hasOCIWhiteout(for: name, in: parent, stack: stack) { break }
         }
-        guard var attributes = winner else { return nil }
+        return finish(winner, layers: layers, directories: directories, stack: stack)
+    }
+
+    /// The same rule, answered from `lowers` (the parent's lower layers, read
+    /// once) instead of probing every layer: the upper directory (if the
+    /// parent has one) is asked directly, then only the lower layers the index
+    /// names are touched: one stat for a non-directory, and for a directory an
+    /// open plus the opaque check per merged layer. `directory(layer)` gives
+    /// the parent's descriptor in a lower layer.
+    ///
+    /// A lower layer changed behind the mount since the index was read (a
+    /// name gone, a directory replaced) ends the search there, never a trap.
+    public static func resolve(_ name: FileName, upper: LayerDirectory?, lowers: LowerDirectoryIndex, stack: LayerStack,
+                               directory: (Int) throws(OverlayError) -> Descriptor) throws(OverlayError) -> (Resolution, [LayerDirectory])? {
+        var winner: FileAttributes?
+        var layers: [Int] = []
+        var directories: [LayerDirectory] = []
+        let entry = lowers.entry(named: name)
+        if let upper {
+            let found = try system("cannot look up \(name) in layer \(stack.layers[upper.layer].path)") {
+                try upper.descriptor.attributesIfPresent(of: name)
+            }
+            if let found {
+                if OverlayMarkers.isWhiteoutDevice(found) { return nil }
+                guard found.kind == .directory else {
+                    return finish(found, layers: [upper.layer], directories: [], stack: stack)
+                }
+                let opened = try system("cannot open directory \(name) in layer \(stack.layers[upper.layer].path)") {
+                    try upper.descriptor.open(name, [.directory])
+                }
+                winner = found
+                layers = [upper.layer]
+                directories = [LayerDirectory(layer: upper.layer, descriptor: opened)]
+                guard entry?.kind == .directory, !OverlayMarkers.isOpaque(opened),
+                      try !hasOCIWhiteout(for: name, in: upper, stack: stack) else {
+                    return finish(winner, layers: layers, directories: directories, stack: stack)
+                }
+            } else if try hasOCIWhiteout(for: name, in: upper, stack: stack) {
+                return nil
+            }
+        }
+        guard let entry else { return finish(winner, layers: layers, directories: directories, stack: stack) }
+        guard entry.kind == .directory else {
+            let parent = try directory(entry.layer)
+            guard let found = try system("cannot look up \(name) in layer \(stack.layers[entry.layer].path)", {
+                try parent.attributesIfPresent(of: name)
+            }), !OverlayMarkers.isWhiteoutDevice(found) else { return nil }
+            return finish(found, layers: [entry.layer], directories: [], stack: stack)
+        }
+        for (position, layer) in entry.directoryLayers.enumerated() {
+            // Gone or replaced behind the mount since the index was read: the merge ends here.
+            guard case .opened(let opened) = try openDirectory(name, in: LayerDirectory(layer: layer, descriptor: try directory(layer)),
+                                                               stack: stack) else { break }
+            if winner == nil { winner = try system("cannot stat \(name)") { try opened.attributes() } }
+            layers.append(layer)
+            directories.append(LayerDirectory(layer: layer, descriptor: opened))
+            if position == entry.directoryLayers.count - 1 || OverlayMarkers.isOpaque(opened) { break }
+        }
+        return finish(winner, layers: layers, directories: directories, stack: stack)
+    }
+
+    enum Opened { case opened(Descriptor), absent, other }
+
+    /// Opens directory `name` in `parent` (O_NOFOLLOW): `.absent` if there is no
+    /// such name, `.other` if it is not a directory (a whiteout, a file, a symlink).
+    static func openDirectory(_ name: FileName, in parent: LayerDirectory, stack: LayerStack) throws(OverlayError) -> Opened {
+        do {
+            return .opened(try parent.descriptor.open(name, [.directory]))
+        } catch let error as SystemCallError {
+            if error.errno == ENOENT { return .absent }
+            if error.errno == ENOTDIR || error.errno == ELOOP { return .other }
+            throw OverlayError(error, "cannot open directory \(name) in layer \(stack.layers[parent.layer].path)")
+        } catch {
+            throw OverlayError(.system, errno: EIO, "cannot open directory \(name) in layer \(stack.layers[parent.layer].path)")
+        }
+    }
+
+    /// The resolution of a search that found `winner` in `layers[0]` (nil: absent).
+    static func finish(_ winner: FileAttributes?, layers: [Int], directories: [LayerDirectory], stack: LayerStack) -> (Resolution, [LayerDirectory])? {
+        guard var attributes = winner, let top = layers.first else { return nil }
         let objectInode = attributes.inode
-        attributes.inode = stack.exposedInode(attributes.inode, layer: layers[0])
+        attributes.inode = stack.exposedInode(attributes.inode, layer: top)
         if attributes.kind == .directory && layers.count > 1 { attributes.linkCount = 1 }
         return (Resolution(attributes: attributes, layers: layers, objectInode: objectInode), directories)
     }

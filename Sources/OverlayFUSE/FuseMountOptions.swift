@@ -1,3 +1,4 @@
+import Glibc
 import OverlayCore
 
 /// How the FUSE session is set up: kernel cache timeouts, threads, and the
@@ -31,5 +32,40 @@ public struct FuseMountOptions: Sendable {
     public var presentation = AttributePresentation()
     /// `fsync=0` / `volatile`: fsync requests return at once (copy-ups are not synced either).
     public var synchronous = true
+    /// The kernel's writeback cache (`-o writeback`): writes gather in the page
+    /// cache and reach the daemon in large batches, and the kernel keeps
+    /// mtime and size itself. Off by default: data reaches the upper layer
+    /// only at flush, fsync, or memory pressure (as on any local filesystem,
+    /// but a daemon crash then loses unflushed writes, and writes by other
+    /// processes directly to the upper are not seen while cached).
+    public var writebackCache = false
+    /// When the kernel asks for attributes with directory entries (`-o readdirplus=`).
+    public var readdirPlus = ReaddirPlus.auto
+    /// Each worker thread reads from its own cloned /dev/fuse descriptor (`-o clone_fd`).
+    public var cloneDescriptor = false
+    /// Largest WRITE request in bytes (`-o max_write=`); nil = libfuse's maximum (1 MiB).
+    public var maxWrite: Int?
     public init() {}
+
+    /// READDIRPLUS policy.
+    public enum ReaddirPlus: String, Sendable {
+        /// The kernel's adaptive choice (libfuse's default): plus for the first
+        /// listing of a directory and when lookups follow listings.
+        case auto
+        /// Always READDIRPLUS: every listed entry is looked up with it.
+        case always = "yes"
+        /// Never: plain READDIR, lookups one by one.
+        case never = "no"
+    }
+
+    /// `flags` of an OPEN or CREATE as the daemon should open the layer file:
+    /// with the writeback cache the kernel may read pages of a file opened
+    /// write-only, and it positions appends itself, so O_WRONLY becomes
+    /// O_RDWR and O_APPEND is dropped (what libfuse's passthrough examples do).
+    public func layerOpenFlags(_ flags: Int32) -> Int32 {
+        guard writebackCache else { return flags }
+        var f = flags & ~O_APPEND
+        if f & O_ACCMODE == O_WRONLY { f = (f & ~O_ACCMODE) | O_RDWR }
+        return f
+    }
 }

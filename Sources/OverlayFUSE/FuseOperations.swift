@@ -9,8 +9,8 @@ enum FuseOperations {
     static func table() -> fuse_lowlevel_ops {
         var ops = fuse_lowlevel_ops()
         ops.`init` = { userdata, conn in
-            guard let conn else { return }
-            _ = userdata
+            guard let conn, let userdata else { return }
+            let options = Unmanaged<FuseContext>.fromOpaque(userdata).takeUnretainedValue().options
             func want(_ flag: Int32) {
                 if conn.pointee.capable & UInt32(flag) != 0 { conn.pointee.want |= UInt32(flag) }
             }
@@ -19,6 +19,13 @@ enum FuseOperations {
             want(FUSE_CAP_CACHE_SYMLINKS)
             want(FUSE_CAP_PARALLEL_DIROPS)
             want(FUSE_CAP_ASYNC_READ)
+            if options.writebackCache { want(FUSE_CAP_WRITEBACK_CACHE) }
+            switch options.readdirPlus {
+            case .auto: want(FUSE_CAP_READDIRPLUS); want(FUSE_CAP_READDIRPLUS_AUTO)
+            case .always: want(FUSE_CAP_READDIRPLUS); conn.pointee.want &= ~UInt32(FUSE_CAP_READDIRPLUS_AUTO)
+            case .never: conn.pointee.want &= ~UInt32(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO)
+            }
+            if let maxWrite = options.maxWrite { conn.pointee.max_write = UInt32(min(maxWrite, Int(conn.pointee.max_write))) }
         }
         ops.lookup = { req, parent, name in
             let c = FuseContext.of(req)
@@ -71,7 +78,7 @@ enum FuseOperations {
             let c = FuseContext.of(req)
             guard let fi else { fuse_reply_err(req, EINVAL); return }
             do throws(OverlayError) {
-                let d = try c.overlay.openFile(UInt64(ino), flags: fi.pointee.flags)
+                let d = try c.overlay.openFile(UInt64(ino), flags: c.options.layerOpenFlags(fi.pointee.flags))
                 fi.pointee.fh = c.handles.addFile(d)
                 // The page cache stays valid across opens: lower files never change while
                 // mounted, and every change to an upper file passes through this kernel inode
@@ -94,7 +101,10 @@ enum FuseOperations {
             if let fi { _ = c.handles.removeFile(fi.pointee.fh) }
             fuse_reply_err(req, 0)
         }
-        ops.flush = { req, _, _ in fuse_reply_err(req, 0) }
+        // No FLUSH handler: the kernel gets ENOSYS once and stops sending FLUSH on
+        // every close(2), a round trip that had nothing to do (writes go straight to
+        // the layer file; with the writeback cache the kernel writes dirty pages back
+        // itself before it would send FLUSH; POSIX locks are the kernel's own).
         ops.fsync = { req, _, _, _ in fuse_reply_err(req, 0) }
         FuseWriteOperations.install(into: &ops)
         ops.opendir = { req, ino, fi in

@@ -48,7 +48,7 @@ public enum FuseSession {
         let config = fuse_loop_cfg_create()
         defer { fuse_loop_cfg_destroy(config) }
         fuse_loop_cfg_set_max_threads(config, UInt32(max(1, options.maxThreads)))
-        fuse_loop_cfg_set_clone_fd(config, 0)
+        fuse_loop_cfg_set_clone_fd(config, options.cloneDescriptor ? 1 : 0)
         let rc = fuse_session_loop_mt(session, config)
         if rc != 0 && rc != SIGTERM && rc != SIGINT && rc != SIGHUP && rc != -SIGTERM && rc != -SIGINT {
             throw FuseSessionError(description: "the FUSE loop ended with error \(rc)")

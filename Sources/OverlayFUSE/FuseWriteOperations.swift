@@ -77,7 +77,8 @@ enum FuseWriteOperations {
             guard let fi else { fuse_reply_err(req, EINVAL); return }
             do throws(OverlayError) {
                 let (node, attributes, file) = try c.overlay.create(parent: UInt64(parent), name: fileName(name), mode: UInt32(mode),
-                                                                    flags: fi.pointee.flags, caller: FuseWriteOperations.caller(req))
+                                                                    flags: c.options.layerOpenFlags(fi.pointee.flags),
+                                                                    caller: FuseWriteOperations.caller(req))
                 fi.pointee.fh = c.handles.addFile(file)
                 var e = c.entry(node: node, attributes: attributes)
                 if fuse_reply_create(req, &e, fi) != 0 {

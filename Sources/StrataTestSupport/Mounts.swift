@@ -33,8 +33,12 @@ public enum Mounts {
     /// Mounts Strata with `arguments` (everything after `strata mount`, the
     /// mountpoint last), runs `body`, unmounts with `strata unmount` (falling
     /// back to a lazy `umount -l` of this mountpoint only).
+    /// `$STRATA_TEST_MOUNT_OPTIONS` (e.g. `writeback`) is added as one more `-o`,
+    /// to run whole suites under another kernel cache setting.
     public static func withStrata<T>(_ arguments: [String], at mountPoint: String, _ body: () throws -> T) throws -> T {
-        let r = try StrataBinary.run(["mount"] + arguments + [mountPoint])
+        var extra: [String] = []
+        if let options = ProcessInfo.processInfo.environment["STRATA_TEST_MOUNT_OPTIONS"], !options.isEmpty { extra = ["-o", options] }
+        let r = try StrataBinary.run(["mount"] + arguments + extra + [mountPoint])
         guard r.succeeded else { throw MountError(description: "strata mount failed (\(r.status)): \(r.stderr)") }
         defer { unmountStrata(mountPoint) }
         return try body()

@@ -34,6 +34,10 @@ struct MountBadInputTests {
         Case(name: "non-numeric squash_to_uid", arguments: ["-o", "lowerdir=$T/base,squash_to_uid=root", "$T/mnt"], message: "squash_to_uid=root: expected a numeric ID"),
         Case(name: "xattr_permissions", arguments: ["-o", "lowerdir=$T/base,xattr_permissions=2", "$T/mnt"], message: "xattr_permissions=2 is not supported"),
         Case(name: "bad fsync", arguments: ["-o", "lowerdir=$T/base,fsync=yes", "$T/mnt"], message: "fsync=yes: expected 0 or 1"),
+        Case(name: "bad writeback", arguments: ["-o", "lowerdir=$T/base,writeback=2", "$T/mnt"], message: "writeback=2: expected 0 or 1"),
+        Case(name: "bad readdirplus", arguments: ["-o", "lowerdir=$T/base,readdirplus=maybe", "$T/mnt"], message: "readdirplus=maybe: expected auto, yes or no"),
+        Case(name: "max_write too small", arguments: ["-o", "lowerdir=$T/base,max_write=100", "$T/mnt"], message: "max_write=100: expected 4096…1048576 bytes"),
+        Case(name: "bad dir_cache_entries", arguments: ["-o", "lowerdir=$T/base,dir_cache_entries=-1", "$T/mnt"], message: "dir_cache_entries=-1: expected a number of names"),
     ]
 
     @Test(arguments: cases)

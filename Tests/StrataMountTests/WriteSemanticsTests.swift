@@ -92,8 +92,11 @@ struct WriteSemanticsTests {
         t("no upper copy from reads", lambda: os.path.lexists(upper + "/ro"))
         """#
 
-    @Test("scripted operations and results")
-    func scriptedOperations() throws {
+    /// Also under the kernel cache settings a user can choose (`-o`): with the
+    /// writeback cache the kernel keeps sizes and times and writes pages back
+    /// itself, and write-only opens reach the layer as read-write.
+    @Test("scripted operations and results", arguments: ["", "writeback", "writeback,readdirplus=no,clone_fd,max_write=4096,dir_cache_entries=0"])
+    func scriptedOperations(mountOptions: String) throws {
         let tmp = TemporaryDirectory(prefix: "wsem")
         let bottom = tmp.makeDirectory("l0"), top = tmp.makeDirectory("l1")
         try Shell.run(["sh", "-c", """
@@ -121,7 +124,8 @@ struct WriteSemanticsTests {
         let (kernelResults, kernelView) = try Mounts.withKernelOverlay(lowers: lowers, upper: ku, work: kw, at: kernel) {
             try run(in: kernel, upper: ku)
         }
-        let (strataResults, strataView) = try Mounts.withStrata(["--lower", lowers.joined(separator: ":"), "--upper", su, "--work", sw], at: strata) {
+        let extra = mountOptions.isEmpty ? [] : ["-o", mountOptions]
+        let (strataResults, strataView) = try Mounts.withStrata(["--lower", lowers.joined(separator: ":"), "--upper", su, "--work", sw] + extra, at: strata) {
             try run(in: strata, upper: su)
         }
         expectSame(strataResults.split(separator: "\n").map(String.init), kernelResults.split(separator: "\n").map(String.init),

@@ -17,8 +17,9 @@ import StrataBenchSupport
 ///   (the 1000 references are dropped with one `forget` per sample).
 /// - `miss-cached`: `warm/absent` again and again (a cached negative entry).
 /// - `miss-uncached`: 1000 different absent names in `cold/`, whose negative
-///   cache was filled to its per-directory bound first, so every one is
-///   looked for in every layer (what each first miss of a name costs).
+///   cache was filled to its per-directory bound first, so none is cached:
+///   each is answered from the directory's lower index (read at the second
+///   probing lookup), with no syscall in any layer (before the index: 2 per layer).
 /// - `deep-path`: `resolve(path:)` of `deep/d1/…/d8/leaf` (10 components),
 ///   then `forget` of all ten nodes, which drops their caches: the first
 ///   component comes from the root's cache, the nine below are resolved cold.

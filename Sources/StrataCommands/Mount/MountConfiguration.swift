@@ -34,6 +34,12 @@ public struct MountConfiguration: Sendable {
                 guard let value, !value.isEmpty else { throw CommandFailure("mount option \(key) needs a value (\(key)=…)") }
                 return value
             }
+            /// A switch: `key` alone means `default`; `key=0|1` says it.
+            func flag(default on: Bool) throws(CommandFailure) -> Bool {
+                guard let value else { return on }
+                guard value == "0" || value == "1" else { throw CommandFailure("mount option \(key)=\(value): expected 0 or 1") }
+                return value == "1"
+            }
             func seconds() throws(CommandFailure) -> Double {
                 let v = try required()
                 guard let d = Double(v), d >= 0, d.isFinite else { throw CommandFailure("mount option \(key)=\(v): not a number of seconds") }
@@ -84,6 +90,22 @@ public struct MountConfiguration: Sendable {
                 let v = try required()
                 guard v == "0" || v == "1" else { throw CommandFailure("mount option threaded=\(v): expected 0 or 1") }
                 if v == "0" { fuse.maxThreads = 1 }
+            case "writeback", "writeback_cache": fuse.writebackCache = try flag(default: true)
+            case "readdirplus":
+                let v = try required()
+                guard let policy = FuseMountOptions.ReaddirPlus(rawValue: v) else {
+                    throw CommandFailure("mount option readdirplus=\(v): expected auto, yes or no")
+                }
+                fuse.readdirPlus = policy
+            case "clone_fd": fuse.cloneDescriptor = try flag(default: true)
+            case "max_write":
+                let v = try required()
+                guard let n = Int(v), (4096...(1 << 20)).contains(n) else { throw CommandFailure("mount option max_write=\(v): expected 4096…1048576 bytes") }
+                fuse.maxWrite = n
+            case "dir_cache_entries":
+                let v = try required()
+                guard let n = Int(v), n >= 0 else { throw CommandFailure("mount option dir_cache_entries=\(v): expected a number of names (0 = no directory caches)") }
+                overlay.cachedEntryLimit = n
             case "noacl": break   // Strata never enables POSIX ACL enforcement (no FUSE_CAP_POSIX_ACL)
             case "xattr_permissions":
                 let v = try required()
