@@ -62,6 +62,8 @@ struct NodeTable {
         fileprivate(set) var lowerIndex: LowerDirectoryIndex?
         /// Lookups that had to probe the layers one by one (no index yet).
         var probes = 0
+        /// `useClock` at the last lookup of this node (for `OverlayFileSystem.reclaimCandidates`).
+        var lastUse: UInt64 = 0
         /// Removed from the namespace (unlinked or replaced) while the kernel still holds it.
         var detached = false
         /// Negative entries cached in `children` (bounded by `negativeLimit`).
@@ -165,6 +167,8 @@ struct NodeTable {
     static let rootID: UInt64 = 1
     var nodes: [UInt64: Node] = [:]
     var nextID: UInt64 = 2
+    /// Counts lookups; stamped into `Node.lastUse`.
+    var useClock: UInt64 = 0
 
     init(root: Resolution) {
         nodes[Self.rootID] = Node(parent: Self.rootID, name: FileName(bytes: []), resolution: root, lookups: 1)
@@ -175,19 +179,22 @@ struct NodeTable {
     /// that node; a new node for an upper non-directory with several links is
     /// registered as shared (the caller then attaches its `handle`).
     mutating func reference(parent: UInt64, name: FileName, resolution: Resolution) -> UInt64 {
+        useClock += 1
         if let existing = liveNode(parent: parent, name: name), nodes[existing] != nil {
             nodes[existing]!.lookups += 1
+            nodes[existing]!.lastUse = useClock
             return existing
         }
         let sharable = !resolution.isDirectory && resolution.topLayer == 0
         if sharable, let shared = sharedNodes[resolution.objectInode], nodes[shared] != nil {
             nodes[shared]!.lookups += 1
+            nodes[shared]!.lastUse = useClock
             nodes[parent]?.children[name] = .live(shared)
             return shared
         }
         let id = nextID
         nextID += 1
-        nodes[id] = Node(parent: parent, name: name, resolution: resolution, lookups: 1)
+        nodes[id] = Node(parent: parent, name: name, resolution: resolution, lookups: 1, lastUse: useClock)
         nodes[parent]?.pins += 1
         nodes[parent]?.children[name] = .live(id)
         if sharable && resolution.attributes.linkCount > 1 { share(id) }

@@ -236,6 +236,26 @@ public final class OverlayFileSystem: Sendable {
     /// Number of live nodes (the root included).
     public var nodeCount: Int { table.withLock { $0.nodes.count } }
 
+    /// When more than `limit` nodes live: the names of the least recently
+    /// looked-up nodes without live children, enough to bring the count to 90%
+    /// of `limit`, for the FUSE layer to ask the kernel to drop (its FORGETs then
+    /// free the nodes; names in use stay). Empty at or under the limit.
+    /// The table lock is held only to copy (use, id) pairs and to read names.
+    public func reclaimCandidates(limit: Int) -> [(parent: UInt64, name: FileName)] {
+        let stamped: [(UInt64, UInt64)]? = table.withLock { t in
+            guard t.nodes.count > limit else { return nil }
+            return t.nodes.compactMap { id, node in
+                id == Self.rootID || node.pins > 0 || node.detached ? nil : (node.lastUse, id)
+            }
+        }
+        guard let stamped else { return [] }
+        let excess = nodeCount - limit * 9 / 10
+        let oldest = stamped.sorted { $0.0 < $1.0 }.prefix(max(0, excess)).map(\.1)
+        return table.withLock { t in
+            oldest.compactMap { id in t.nodes[id].map { (parent: $0.parent, name: $0.name) } }
+        }
+    }
+
     /// Resolves a relative path (components) from the root, taking one
     /// reference per component the caller must `forget`; for library users and tests.
     public func resolve(path components: [FileName]) throws(OverlayError) -> (node: UInt64, attributes: FileAttributes) {

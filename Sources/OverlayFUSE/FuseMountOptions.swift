@@ -43,6 +43,10 @@ public struct FuseMountOptions: Sendable {
     public var readdirPlus = ReaddirPlus.auto
     /// Each worker thread reads from its own cloned /dev/fuse descriptor (`-o clone_fd`).
     public var cloneDescriptor = false
+    /// Nodes the daemon keeps at most (`-o max_nodes=`): over it, the kernel is
+    /// asked to drop the least recently used unused names (`NodeReclaimer`).
+    /// nil = as many as the kernel keeps inodes for.
+    public var maxNodes: Int?
     /// Largest WRITE request in bytes (`-o max_write=`); nil = libfuse's maximum (1 MiB).
     public var maxWrite: Int?
     public init() {}

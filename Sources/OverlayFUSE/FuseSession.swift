@@ -41,6 +41,9 @@ public enum FuseSession {
             throw FuseSessionError(description: "cannot mount at \(mountPoint) (is /dev/fuse usable and the mountpoint free?)")
         }
         defer { fuse_session_unmount(session) }
+        let reclaimer = options.maxNodes.map { NodeReclaimer(session: session, overlay: overlay, limit: $0) }
+        reclaimer?.start()
+        defer { reclaimer?.stop() }
         let watcher = TerminationWatcher(mountPoint: mountPoint)
         watcher.start()
         defer { watcher.stop() }

@@ -158,6 +158,21 @@ struct ReadPathTests {
         }
     }
 
+    @Test("max_nodes: a walk of 4000 names with the kernel asked to drop nodes past 1000 reads as kernel overlayfs")
+    func boundedNodes() throws {
+        let tmp = TemporaryDirectory(prefix: "rp-nodes")
+        let top = tmp.makeDirectory("top"), bottom = tmp.makeDirectory("bottom")
+        try Fixture.build((0..<20).map { i in .dir("d\(i)", (0..<100).map { j in .file("t\(j)", "\(i)/\(j)\n") }) }, at: top)
+        try Fixture.build((0..<20).map { i in .dir("d\(i)", (0..<100).map { j in .file("b\(j)", "b\(i)/\(j)\n") } + [.whiteout("t\(i)")]) }, at: bottom)
+        let kernel = tmp.makeDirectory("k"), strata = tmp.makeDirectory("s")
+        let expected = try Mounts.withKernelOverlay(lowers: [top, bottom], at: kernel) { try TreeDump.lines(of: kernel) }
+        try Mounts.withStrata(["-o", "lowerdir=\(top):\(bottom),max_nodes=1000,dir_cache_entries=500"], at: strata) {
+            for _ in 0..<2 { expectSame(try TreeDump.lines(of: strata), expected, "walk under node reclaim") }
+            let pid = try #require(daemonPID(strata))
+            #expect(kill(pid, 0) == 0, "the daemon is alive")
+        }
+    }
+
     @Test("a layer path with a colon, and fuse-overlayfs -o syntax with a trailing comma")
     func colonsAndOptionSyntax() throws {
         let tmp = TemporaryDirectory(prefix: "rp")

@@ -102,6 +102,10 @@ public struct MountConfiguration: Sendable {
                 let v = try required()
                 guard let n = Int(v), (4096...(1 << 20)).contains(n) else { throw CommandFailure("mount option max_write=\(v): expected 4096…1048576 bytes") }
                 fuse.maxWrite = n
+            case "max_nodes":
+                let v = try required()
+                guard let n = Int(v), n >= 1000 else { throw CommandFailure("mount option max_nodes=\(v): expected a number of nodes, at least 1000") }
+                fuse.maxNodes = n
             case "dir_cache_entries":
                 let v = try required()
                 guard let n = Int(v), n >= 0 else { throw CommandFailure("mount option dir_cache_entries=\(v): expected a number of names (0 = no directory caches)") }
