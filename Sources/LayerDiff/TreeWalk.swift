@@ -37,7 +37,10 @@ public final class TreeWalk: ChangeSource {
             let (oldDevice, newDevice) = try reading("cannot stat the tree roots") {
                 (try oldRoot.attributes().device, try newRoot.attributes().device)
             }
-            try walker.walk(old: oldRoot, oldDevice: oldDevice, new: newRoot, newDevice: newDevice, path: [])
+            // The walk recurses once per directory level: on a thread with room for the deepest walk allowed.
+            try ProcessControl.runOnThread(stackBytes: WalkLimits.stackBytes) {
+                try walker.walk(old: oldRoot, oldDevice: oldDevice, new: newRoot, newDevice: newDevice, path: [])
+            }
         }
     }
 
@@ -47,6 +50,8 @@ public final class TreeWalk: ChangeSource {
         let rules: ComparisonRules
         let oldPath: String
         let newPath: String
+        /// Directory levels entered (bounded by `WalkLimits.maximumDepth`).
+        var depth = 0
 
         func list(_ directory: Descriptor, side: String, path: [UInt8]) throws -> [DirectoryEntry] {
             var entries: [DirectoryEntry] = []
@@ -60,6 +65,9 @@ public final class TreeWalk: ChangeSource {
         /// Walks `new` at `path` against `old` (nil when the path is new or was
         /// not a directory: then every entry is added and nothing is removed).
         mutating func walk(old: Descriptor?, oldDevice: UInt64, new: Descriptor, newDevice: UInt64, path: [UInt8]) throws {
+            depth += 1
+            defer { depth -= 1 }
+            guard depth <= WalkLimits.maximumDepth else { throw WalkLimits.tooDeep(path) }
             let newEntries = try list(new, side: newPath, path: path)
             let oldEntries = try old.map { try list($0, side: oldPath, path: path) } ?? []
             let sameDevice = old != nil && oldDevice == newDevice

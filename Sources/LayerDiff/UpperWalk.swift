@@ -73,7 +73,10 @@ public final class UpperWalk: ChangeSource {
             if let lowers {
                 lowerRoots = lowers.layers.map { LayerDirectory(layer: $0.index, descriptor: $0.root) }
             }
-            try walker.walk(upper, path: [], lower: lowerRoots, markers: rootMarkers)
+            // The walk recurses once per directory level: on a thread with room for the deepest walk allowed.
+            try ProcessControl.runOnThread(stackBytes: WalkLimits.stackBytes) {
+                try walker.walk(upper, path: [], lower: lowerRoots, markers: rootMarkers)
+            }
         }
     }
 
@@ -84,6 +87,8 @@ public final class UpperWalk: ChangeSource {
         let rules: ComparisonRules
         let lowers: LayerStack?
         let upperPath: String
+        /// Directory levels entered (bounded by `WalkLimits.maximumDepth`).
+        var depth = 0
 
         /// One name read from an upper directory.
         struct UpperEntry {
@@ -100,6 +105,9 @@ public final class UpperWalk: ChangeSource {
         /// whatever its own markers say.
         mutating func walk(_ directory: Descriptor, path: [UInt8], lower: [LayerDirectory],
                            markers: UpperDirectoryMarkers, inheritedOpaque: Bool = false) throws {
+            depth += 1
+            defer { depth -= 1 }
+            guard depth <= WalkLimits.maximumDepth else { throw WalkLimits.tooDeep(path) }
             var entries: [UpperEntry] = []
             var ociWhiteouts: [FileName] = []
             var opaque = markers.opaque || inheritedOpaque
@@ -126,9 +134,12 @@ public final class UpperWalk: ChangeSource {
             for entry in entries {
                 progress.tick()
                 let name = entry.name
-                let attributes = try reading("cannot stat \(displayPath(childPath(path, name))) in upper directory \(upperPath)") {
-                    try directory.attributes(of: name)
+                // A name removed since the listing (a live container writing) is not in
+                // the upper any more: skipped, as the two-tree walk skips it.
+                let found = try reading("cannot stat \(displayPath(childPath(path, name))) in upper directory \(upperPath)") {
+                    try directory.attributesIfPresent(of: name)
                 }
+                guard let attributes = found else { continue }
                 if OverlayMarkers.isWhiteoutDevice(attributes) {
                     whiteouts.append(name)
                     continue
@@ -192,6 +203,7 @@ public final class UpperWalk: ChangeSource {
                 try emitter.emit(change!)
             }
             guard attributes.isDirectory else { return }
+            if resolution.isDirectory { try refuseRedirectedLowers(oldDirectories, path: path) }
             let (child, markers) = try openDirectory(name, in: directory, path: path)
             if let change { emitter.enterRecorded(change) } else {
                 emitter.enterPending(path: path, old: resolution.attributes, new: attributes)
@@ -219,15 +231,59 @@ public final class UpperWalk: ChangeSource {
         }
 
         /// The lower view's entry for `name`, or `nil` when absent there.
+        ///
+        /// Beyond `NameResolver`'s rules, a lower xwhiteout (a zero-size file with
+        /// an `overlay.whiteout` xattr in a directory whose opaque xattr is `x`,
+        /// kernel 6.7+) is absent: the kernel's lower view hides it and what lies below.
         func lookUp(_ name: FileName, in lower: [LayerDirectory]) throws -> (Resolution, [LayerDirectory])? {
             guard let lowers else { return nil }
             let result = Result { () throws(OverlayError) in try NameResolver.resolve(name, in: lower, stack: lowers) }
             switch result {
-            case .success(let found): return found
+            case .success(let found):
+                if let (resolution, _) = found, resolution.kind == .regular, resolution.attributes.size == 0,
+                   let holder = lower.first(where: { $0.layer == resolution.topLayer }),
+                   try isLowerExtendedWhiteout(name, in: holder.descriptor) {
+                    return nil
+                }
+                return found
             case .failure(let error):
                 // A lower path component that is not a directory (or vanished): absent.
                 if error.errno == ENOTDIR || error.errno == ENOENT { return nil }
                 throw DiffError(error)
+            }
+        }
+
+        /// Whether `name` in the lower directory `directory` is an xwhiteout.
+        func isLowerExtendedWhiteout(_ name: FileName, in directory: Descriptor) throws -> Bool {
+            try reading("cannot read xattrs of \(name) in a lower layer") {
+                let marked = try DiffMarkers.opaqueXattrs.contains { key in
+                    do {
+                        return try directory.extendedAttribute(String(decoding: key, as: UTF8.self)) == DiffMarkers.hasExtendedWhiteoutsValue
+                    } catch let error as SystemCallError where error.errno == ENOTSUP {
+                        return false   // a filesystem without xattrs has no xwhiteouts
+                    }
+                }
+                guard marked else { return false }
+                return try DiffMarkers.whiteoutXattrs.contains { try directory.extendedAttribute($0, of: name) != nil }
+            }
+        }
+
+        /// Refuses lower directories renamed with `redirect_dir=on`: the kernel's
+        /// lower view follows the redirect (`redirect_always_follow`, on by default)
+        /// into another path of the layers below, which the upper walk does not
+        /// read, so its list would be wrong. The bottom layer's redirects lead
+        /// nowhere and are ignored, as are the layers' own root directories.
+        func refuseRedirectedLowers(_ directories: [LayerDirectory], path: [UInt8]) throws {
+            guard let lowers else { return }
+            for directory in directories where directory.layer != lowers.layers.count - 1 {
+                let keys = try reading("cannot read xattrs of lower directory \(displayPath(path))") {
+                    try directory.descriptor.extendedAttributeNames()
+                }
+                guard let key = keys.first(where: { DiffMarkers.redirectXattrs.contains($0) }) else { continue }
+                let target = try reading("cannot read xattrs of lower directory \(displayPath(path))") {
+                    try directory.descriptor.extendedAttribute(String(decoding: key, as: UTF8.self)) ?? []
+                }
+                throw DiffError(.unsupported, "lower directory \(displayPath(path)) in layer \(lowers.layers[directory.layer].path) was renamed from \(String(decoding: target, as: UTF8.self)) with redirect_dir=on; its old content cannot be read from the layers alone (diff the two trees instead: strata diff LOWER_VIEW MERGED_VIEW)")
             }
         }
 

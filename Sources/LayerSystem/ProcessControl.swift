@@ -127,4 +127,45 @@ public enum ProcessControl {
 
     /// Whether an executable exists at `path`.
     public static func isExecutable(_ path: String) -> Bool { access(path, X_OK) == 0 }
+
+    /// Runs `body` on a new thread with a `stackBytes` stack and waits for it,
+    /// returning its result or rethrowing its error: for recursive walks whose
+    /// depth follows the input (the main thread's 8 MiB, `ulimit -s`, held
+    /// about 1,000 directory levels of a debug build). The stack is reserved,
+    /// not committed: only the pages a deep walk touches cost memory. Where no
+    /// thread can be made, `body` runs on the calling thread.
+    /// Wraps `pthread_create(3)` with `pthread_attr_setstacksize(3)`, then `pthread_join(3)`.
+    public static func runOnThread<T>(stackBytes: Int, _ body: () throws -> T) throws -> T {
+        return try withoutActuallyEscaping(body) { (escapable) throws -> T in
+            var result: Result<T, any Error>?
+            let job = ThreadJob { result = Result { try escapable() } }
+            var attributes = pthread_attr_t()
+            guard pthread_attr_init(&attributes) == 0 else { return try escapable() }
+            defer { pthread_attr_destroy(&attributes) }
+            _ = pthread_attr_setstacksize(&attributes, stackBytes)
+            let context = Unmanaged.passRetained(job)
+            var thread = pthread_t()
+            // SAFETY: the thread owns one retain of `job` (released when it ends); this
+            // thread blocks in pthread_join until then, so `body`, which `job` captures,
+            // is used by one thread at a time and never after this call returns.
+            let rc = pthread_create(&thread, &attributes, { raw in
+                let job = Unmanaged<ThreadJob>.fromOpaque(raw!).takeRetainedValue()
+                job.run()
+                return nil
+            }, context.toOpaque())
+            guard rc == 0 else {
+                context.release()
+                return try escapable()
+            }
+            _ = pthread_join(thread, nil)
+            guard let result else { throw SystemCallError("pthread_join", errno: EINVAL) }
+            return try result.get()
+        }
+    }
+}
+
+/// The work a thread of `ProcessControl.runOnThread` runs.
+private final class ThreadJob {
+    let run: () -> Void
+    init(_ run: @escaping () -> Void) { self.run = run }
 }

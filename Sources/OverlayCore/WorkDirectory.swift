@@ -81,12 +81,30 @@ public final class WorkDirectory: Sendable {
 }
 
 /// Recursive removal relative to directory descriptors, never following a symlink.
+///
+/// The tree is walked with an explicit stack, not by recursion, so a deep tree
+/// left in a work directory (by a crash, or planted) cannot exhaust the stack;
+/// one descriptor per level is held while its subtree is removed.
 enum TreeRemoval {
     /// Removes everything inside `directory`.
     static func removeContents(of directory: Descriptor) throws {
-        var entries: [DirectoryEntry] = []
-        try directory.forEachEntry { entries.append($0) }
-        for entry in entries { try remove(entry.name, in: directory) }
+        struct Frame { var directory: Descriptor; var name: FileName?; var entries: [FileName] }
+        var frames = [Frame(directory: directory, name: nil, entries: try names(in: directory))]
+        while let top = frames.last {
+            guard let name = top.entries.last else {
+                frames.removeLast()
+                if let name = top.name, let parent = frames.last { try parent.directory.remove(name, directory: true) }
+                continue
+            }
+            frames[frames.count - 1].entries.removeLast()
+            guard let attributes = try top.directory.attributesIfPresent(of: name) else { continue }
+            if attributes.isDirectory {
+                let child = try top.directory.open(name, [.directory])
+                frames.append(Frame(directory: child, name: name, entries: try names(in: child)))
+            } else {
+                try top.directory.remove(name)
+            }
+        }
     }
 
     /// Removes `name` from `directory`, recursively if it is a directory.
@@ -99,5 +117,11 @@ enum TreeRemoval {
         } else {
             try directory.remove(name)
         }
+    }
+
+    private static func names(in directory: Descriptor) throws -> [FileName] {
+        var names: [FileName] = []
+        try directory.forEachEntry { names.append($0.name) }
+        return names
     }
 }

@@ -33,7 +33,7 @@ public struct StrataCommand: ParsableCommand {
             try command.run()
             exit(withError: nil)
         } catch let error as CommandFailure {
-            ProcessControl.writeStandardError("strata: \(error.message)\n")
+            ProcessControl.writeStandardError("strata: \(oneLine(error.message))\n")
             Self.exit(withError: ExitCode(error.exitCode))
         } catch let error as ExitCode {
             Self.exit(withError: error)
@@ -41,6 +41,27 @@ public struct StrataCommand: ParsableCommand {
             exit(withError: error)
         }
     }
+}
+
+/// `message` with control characters escaped (`\n`, `\t`, `\xHH`), so that an
+/// error stays one line whatever names or xattr values it quotes (a file name,
+/// or a redirect xattr read from a layer, may hold a newline).
+func oneLine(_ message: String) -> String {
+    var out = ""
+    for scalar in message.unicodeScalars {
+        switch scalar.value {
+        case 0x0A: out += "\\n"
+        case 0x09: out += "\\t"
+        case 0x0D: out += "\\r"
+        case 0..<0x20, 0x7F: out += "\\x" + String(scalar.value, radix: 16).leftPadded(to: 2)
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out
+}
+
+private extension String {
+    func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }
 
 /// A command's failure: printed as `strata: MESSAGE` on one line, exit status `exitCode`.

@@ -73,4 +73,36 @@ struct HostileLayerTests {
         expectSame(try TreeDump.lines(of: canary), before, "the canary tree outside the layers changed")
         #expect(!FileManager.default.fileExists(atPath: canary + "/planted") && !FileManager.default.fileExists(atPath: canary + "/dir2"))
     }
+
+    @Test("an upper file swapped for a fifo behind the mount: truncate(2) and the other setattrs answer, no worker hangs")
+    func upperFileSwappedForFifo() throws {
+        let tmp = TemporaryDirectory(prefix: "hfifo")
+        let canary = try Canary(at: tmp.sub("outside"))
+        let lower = tmp.makeDirectory("l"), upper = tmp.makeDirectory("u"), work = tmp.makeDirectory("w"), mount = tmp.makeDirectory("m")
+        try Shell.run(["sh", "-c", "mkdir \"$0/d\" && echo data > \"$0/d/real\" && echo data > \"$0/d/other\"", lower]).expectSuccess()
+        try Mounts.withStrata(["--lower", lower, "--upper", upper, "--work", work], at: mount) {
+            try Shell.run(["sh", "-c", "echo more >> \"$0/d/real\"", mount]).expectSuccess()   // copies it up
+            try Shell.run(["sh", "-c", "rm \"$0/d/real\" && mkfifo \"$0/d/real\"", upper]).expectSuccess()
+            // Whatever happens, release a worker blocked on the fifo before unmounting (O_RDWR never blocks).
+            defer { _ = try? Shell.run(["timeout", "-s", "KILL", "5", "sh", "-c", "exec 3<> \"$0\"", upper + "/d/real"], timeout: 10) }
+            let r = try Shell.run(["timeout", "-s", "KILL", "20", "python3", "-c", #"""
+                import os, sys, errno
+                p = sys.argv[1]
+                for label, f in [("truncate(2)", lambda: os.truncate(p, 0)), ("chmod", lambda: os.chmod(p, 0o600)),
+                                 ("utimes", lambda: os.utime(p, (1, 1))), ("setxattr", lambda: os.setxattr(p, "user.k", b"v"))]:
+                    try:
+                        f(); print(label, "ok", flush=True)
+                    except OSError as e:
+                        print(label, errno.errorcode.get(e.errno, e.errno), flush=True)
+                """#, mount + "/d/real"], timeout: 40)
+            #expect(r.status != 137, "a setattr on a file that became a fifo hung: \(r.stdout)")
+            // Refused without blocking: ENXIO (a fifo without a reader) or EIO (not a regular file).
+            #expect(r.stdout.hasPrefix("truncate(2) ENXIO\n") || r.stdout.hasPrefix("truncate(2) EIO\n"),
+                    "truncate(2) of a file that became a fifo: \(r.stdout)")
+            #expect(r.stdout.split(separator: "\n").count == 4, "\(r.stdout) \(r.stderr)")
+            let other = try Shell.run(["timeout", "-s", "KILL", "10", "cat", mount + "/d/other"], timeout: 20)
+            #expect(other.stdout == "data\n", "the mount stopped answering: \(other.stderr)")
+        }
+        canary.expectUnchanged("upper file swapped for a fifo")
+    }
 }
