@@ -194,6 +194,9 @@ struct NodeTable {
         }
         let id = nextID
         nextID += 1
+        // The index's copy of the name, if it has one: one buffer for both (the
+        // kernel's copy would be a second allocation per node).
+        let name = nodes[parent]?.lowerIndex?.entry(named: name)?.name ?? name
         nodes[id] = Node(parent: parent, name: name, resolution: resolution, lookups: 1, lastUse: useClock)
         nodes[parent]?.pins += 1
         nodes[parent]?.children[name] = .live(id)
