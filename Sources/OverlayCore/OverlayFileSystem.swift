@@ -46,6 +46,9 @@ public final class OverlayFileSystem: Sendable {
     public let options: OverlayOptions
     let table: Locked<NodeTable>
     let descriptors: DirectoryDescriptorCache
+    /// Read descriptors of lower files for reads that come without an open
+    /// handle (`readableFile`); keyed by (node, -1), dropped with the node.
+    let readableFiles = DirectoryDescriptorCache(capacity: 512)
     /// Where copy-ups are built; `nil` without an upper layer.
     let work: WorkDirectory?
     /// Serialises every change to the upper layer's namespace (create, remove,
@@ -230,7 +233,10 @@ public final class OverlayFileSystem: Sendable {
     /// Drops `count` references to `node`; frees it (and its caches) at zero.
     public func forget(_ node: UInt64, count: UInt64) {
         let removed = table.withLock { $0.forget(node, count: count) }
-        for (id, layers) in removed { descriptors.remove(node: id, layers: layers) }
+        for (id, layers) in removed {
+            descriptors.remove(node: id, layers: layers)
+            if layers.isEmpty { readableFiles.remove(node: id, layers: [-1]) }
+        }
     }
 
     /// Number of live nodes (the root included).
@@ -355,6 +361,18 @@ public final class OverlayFileSystem: Sendable {
         // The kernel sends OPEN for regular files only: anything else is a layer
         // changed behind the mount, refused rather than blocked on (a fifo).
         return try system("cannot open \(name)") { try parent.openRegularFile(name, passed) }
+    }
+
+    /// A read-only descriptor of file `node` on a mount without an upper layer,
+    /// kept (bounded LRU) for reads that arrive without an open handle (the
+    /// FUSE layer stops the kernel from sending OPEN there: lower files never
+    /// change). Refused on writable mounts, where files change and copy up.
+    public func readableFile(_ node: UInt64) throws(OverlayError) -> Descriptor {
+        guard !isWritable else { throw OverlayError(.invalidArgument, errno: EBADF, "no open handle") }
+        if let d = readableFiles.descriptor(node: node, layer: -1) { return d }
+        let d = try openFile(node, flags: O_RDONLY)
+        readableFiles.insert(d, node: node, layer: -1)
+        return d
     }
 
     /// Target of a symlink node.

@@ -13,13 +13,21 @@ enum DirectoryReply {
     static func reply(_ req: fuse_req_t?, ino: fuse_ino_t, size: Int, offset: off_t,
                       fi: UnsafeMutablePointer<fuse_file_info>?, plus: Bool) {
         let c = FuseContext.of(req)
-        guard let fi, let handle = c.handles.directory(fi.pointee.fh) else { fuse_reply_err(req, EBADF); return }
         let node = UInt64(ino)
+        let entries: [ListingEntry]
+        if let fi, let handle = c.handles.directory(fi.pointee.fh) {
+            entries = handle.entries
+        } else if c.openless.load(ordering: .acquiring) {
+            // No OPENDIR was sent (openless read-only mount): the directory's listing.
+            do throws(OverlayError) { entries = try c.listingWithoutHandle(of: node) } catch { c.fail(req, error, "readdir"); return }
+        } else {
+            fuse_reply_err(req, EBADF); return
+        }
         let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: size)
         defer { buffer.deallocate() }
         var used = 0
         var index = Int(offset)
-        let total = handle.entries.count + 2
+        let total = entries.count + 2
         while index < total {
             let name: FileName
             var kind = FileKind.directory
@@ -34,7 +42,7 @@ enum DirectoryReply {
                 let parent = (try? c.overlay.parent(of: node)) ?? OverlayFileSystem.rootID
                 inode = (try? c.overlay.attributes(of: parent).inode) ?? 0
             default:
-                let entry = handle.entries[index - 2]
+                let entry = entries[index - 2]
                 name = entry.name
                 kind = entry.kind
                 inode = entry.inode

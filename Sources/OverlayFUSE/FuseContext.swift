@@ -2,6 +2,7 @@ import CFuse
 import Glibc
 import LayerSystem
 import OverlayCore
+import Synchronization
 
 /// State every FUSE callback reaches through `fuse_req_userdata` (never a
 /// global): the overlay core, the open handles, and the session options.
@@ -9,10 +10,37 @@ final class FuseContext: Sendable {
     let overlay: OverlayFileSystem
     let options: FuseMountOptions
     let handles = HandleTable()
+    /// Set at INIT when OPEN and OPENDIR are answered ENOSYS, so the kernel
+    /// stops sending them (a read-only mount whose kernel supports it: see
+    /// `FuseMountOptions.openless`). Reads and listings then come without a handle.
+    let openless = Atomic<Bool>(false)
+    /// Listings of directories read without a handle (openless mounts):
+    /// the most recent few, so a directory read in many READDIR chunks is
+    /// listed once.
+    let recentListings = Locked(RecentListings())
+
+    struct RecentListings {
+        var entries: [(node: UInt64, listing: [ListingEntry])] = []
+        static let capacity = 32
+        func listing(of node: UInt64) -> [ListingEntry]? { entries.first { $0.node == node }?.listing }
+        mutating func keep(_ listing: [ListingEntry], of node: UInt64) {
+            entries.removeAll { $0.node == node }
+            entries.append((node, listing))
+            if entries.count > Self.capacity { entries.removeFirst() }
+        }
+    }
 
     init(overlay: OverlayFileSystem, options: FuseMountOptions) {
         self.overlay = overlay
         self.options = options
+    }
+
+    /// The listing a handle-less READDIR reads (openless mounts).
+    func listingWithoutHandle(of node: UInt64) throws(OverlayError) -> [ListingEntry] {
+        if let listing = recentListings.withLock({ $0.listing(of: node) }) { return listing }
+        let listing = try overlay.listing(of: node)
+        recentListings.withLock { $0.keep(listing, of: node) }
+        return listing
     }
 
     /// The context of a request.

@@ -47,6 +47,13 @@ public struct FuseMountOptions: Sendable {
     /// asked to drop the least recently used unused names (`NodeReclaimer`).
     /// nil = as many as the kernel keeps inodes for.
     public var maxNodes: Int?
+    /// On a read-only mount, answer OPEN and OPENDIR with ENOSYS so that the
+    /// kernel stops sending them (FUSE_CAP_NO_OPEN(DIR)_SUPPORT): opening a
+    /// file or a directory then costs no round trip, and reads and listings
+    /// come without a handle. Lower layers never change, so nothing needs a
+    /// per-open snapshot. `-o no_open=0` keeps the round trips. No effect on
+    /// writable mounts.
+    public var openless = true
     /// Largest WRITE request in bytes (`-o max_write=`); nil = libfuse's maximum (1 MiB).
     public var maxWrite: Int?
     public init() {}

@@ -10,7 +10,8 @@ enum FuseOperations {
         var ops = fuse_lowlevel_ops()
         ops.`init` = { userdata, conn in
             guard let conn, let userdata else { return }
-            let options = Unmanaged<FuseContext>.fromOpaque(userdata).takeUnretainedValue().options
+            let context = Unmanaged<FuseContext>.fromOpaque(userdata).takeUnretainedValue()
+            let options = context.options
             func want(_ flag: Int32) {
                 if conn.pointee.capable & UInt32(flag) != 0 { conn.pointee.want |= UInt32(flag) }
             }
@@ -24,6 +25,11 @@ enum FuseOperations {
             case .auto: want(FUSE_CAP_READDIRPLUS); want(FUSE_CAP_READDIRPLUS_AUTO)
             case .always: want(FUSE_CAP_READDIRPLUS); conn.pointee.want &= ~UInt32(FUSE_CAP_READDIRPLUS_AUTO)
             case .never: conn.pointee.want &= ~UInt32(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO)
+            }
+            let openless = UInt32(FUSE_CAP_NO_OPEN_SUPPORT | FUSE_CAP_NO_OPENDIR_SUPPORT)
+            if options.readOnly && options.openless && conn.pointee.capable & openless == openless {
+                conn.pointee.want |= openless
+                context.openless.store(true, ordering: .releasing)
             }
             if let maxWrite = options.maxWrite { conn.pointee.max_write = UInt32(min(maxWrite, Int(conn.pointee.max_write))) }
         }
@@ -77,6 +83,8 @@ enum FuseOperations {
         ops.open = { req, ino, fi in
             let c = FuseContext.of(req)
             guard let fi else { fuse_reply_err(req, EINVAL); return }
+            // Openless: ENOSYS once, and the kernel opens files by itself from then on.
+            if c.openless.load(ordering: .acquiring) { fuse_reply_err(req, ENOSYS); return }
             do throws(OverlayError) {
                 let d = try c.overlay.openFile(UInt64(ino), flags: c.options.layerOpenFlags(fi.pointee.flags))
                 fi.pointee.fh = c.handles.addFile(d)
@@ -88,9 +96,17 @@ enum FuseOperations {
                 if fuse_reply_open(req, fi) != 0 { _ = c.handles.removeFile(fi.pointee.fh) }
             } catch { c.fail(req, error, "open") }
         }
-        ops.read = { req, _, size, offset, fi in
+        ops.read = { req, ino, size, offset, fi in
             let c = FuseContext.of(req)
-            guard let fi, let d = c.handles.file(fi.pointee.fh) else { fuse_reply_err(req, EBADF); return }
+            let d: Descriptor
+            if let fi, let handle = c.handles.file(fi.pointee.fh) {
+                d = handle
+            } else if c.openless.load(ordering: .acquiring) {
+                // No OPEN was sent: a kept read descriptor of the lower file.
+                do throws(OverlayError) { d = try c.overlay.readableFile(UInt64(ino)) } catch { c.fail(req, error, "read"); return }
+            } else {
+                fuse_reply_err(req, EBADF); return
+            }
             var buffer = strata_fd_bufvec(size, d.rawValue, offset)
             // Splices from the layer file into the FUSE device where the kernel allows it.
             _ = fuse_reply_data(req, &buffer, FUSE_BUF_SPLICE_MOVE)
@@ -110,6 +126,7 @@ enum FuseOperations {
         ops.opendir = { req, ino, fi in
             let c = FuseContext.of(req)
             guard let fi else { fuse_reply_err(req, EINVAL); return }
+            if c.openless.load(ordering: .acquiring) { fuse_reply_err(req, ENOSYS); return }
             do throws(OverlayError) {
                 let entries = try c.overlay.listing(of: UInt64(ino))
                 fi.pointee.fh = c.handles.addDirectory(.init(node: UInt64(ino), entries: entries))

@@ -83,8 +83,11 @@ struct ReadPathTests {
         }
     }
 
-    @Test("large reads and executables from a lower layer")
-    func readsAndExec() throws {
+    /// Read-only mounts are openless by default (no OPEN/OPENDIR requests:
+    /// reads come without a handle; KernelConformanceTests covers listings);
+    /// `no_open=0` keeps the requests.
+    @Test("large reads and executables from a lower layer", arguments: [[], ["-o", "no_open=0"]])
+    func readsAndExec(options: [String]) throws {
         let tmp = TemporaryDirectory(prefix: "rp")
         let (top, bottom) = try Self.makeStack(tmp)
         var big = [UInt8](repeating: 0, count: 5 << 20)
@@ -93,7 +96,7 @@ struct ReadPathTests {
         try Data(big).write(to: URL(fileURLWithPath: bottom + "/big.bin"))
         try FileManager.default.copyItem(atPath: "/bin/echo", toPath: top + "/echo")
         let mnt = tmp.makeDirectory("m")
-        try Mounts.withStrata(["--lower", "\(top):\(bottom)"], at: mnt) {
+        try Mounts.withStrata(["--lower", "\(top):\(bottom)"] + options, at: mnt) {
             let read = try Data(contentsOf: URL(fileURLWithPath: mnt + "/big.bin"))
             #expect(read.count == big.count)
             #expect(TreeDump.fnv1a(Array(read)) == TreeDump.fnv1a(big))

@@ -98,6 +98,7 @@ public struct MountConfiguration: Sendable {
                 }
                 fuse.readdirPlus = policy
             case "clone_fd": fuse.cloneDescriptor = try flag(default: true)
+            case "no_open": fuse.openless = try flag(default: true)
             case "max_write":
                 let v = try required()
                 guard let n = Int(v), (4096...(1 << 20)).contains(n) else { throw CommandFailure("mount option max_write=\(v): expected 4096…1048576 bytes") }
