@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/fsuid.h>
+#include <sys/prctl.h>
+#include <linux/securebits.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/fs.h>
@@ -126,3 +129,23 @@ int strata_wait_termination_signal(void) {
 }
 
 int strata_signal_thread(unsigned long thread, int signo) { return pthread_kill((pthread_t)thread, signo); }
+
+int strata_keep_capabilities_on_fsuid_change(void) {
+    int bits = prctl(PR_GET_SECUREBITS);
+    if (bits < 0) return -1;
+    if (bits & SECBIT_NO_SETUID_FIXUP) return 0;
+    return prctl(PR_SET_SECUREBITS, bits | SECBIT_NO_SETUID_FIXUP) == 0 ? 0 : -1;
+}
+
+int strata_set_fs_identity(uint32_t uid, uint32_t gid) {
+    // setfsuid/setfsgid return the previous ID and fail silently: an invalid ID
+    // (-1) reads the current one back.
+    setfsgid(gid);
+    if ((uint32_t)setfsgid((gid_t)-1) != gid) return -1;
+    setfsuid(uid);
+    if ((uint32_t)setfsuid((uid_t)-1) != uid) {
+        setfsgid(getegid());
+        return -1;
+    }
+    return 0;
+}

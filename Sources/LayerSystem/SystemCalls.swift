@@ -372,6 +372,28 @@ public struct DirectoryEntry: Sendable, Hashable {
 /// Calls on absolute paths, for the command line only (validation, mountpoints).
 /// The daemon never uses these on layer contents.
 public enum System {
+    /// Sets the process's file mode creation mask. Wraps `umask(2)`.
+    public static func setFileCreationMask(_ mask: UInt32) { _ = Glibc.umask(mode_t(mask)) }
+
+    /// Lets threads created from now on keep their capabilities while their
+    /// filesystem IDs are switched (`withFileSystemIdentity`); false if not
+    /// permitted (no CAP_SETPCAP). Wraps `prctl(PR_SET_SECUREBITS)`.
+    public static func keepCapabilitiesOnIdentitySwitch() -> Bool {
+        strata_keep_capabilities_on_fsuid_change() == 0
+    }
+
+    /// Runs `body` with the calling thread's filesystem user and group IDs set
+    /// to `user` and `group` (so objects it creates get that owner, and the
+    /// kernel applies setgid-directory inheritance itself), restoring the
+    /// daemon's own IDs afterwards. Returns nil without running `body` if the
+    /// switch is not permitted. Per thread: other threads are unaffected.
+    /// Wraps `setfsuid(2)`/`setfsgid(2)`.
+    public static func withFileSystemIdentity<T>(user: UInt32, group: UInt32, _ body: () throws -> T) throws -> T? {
+        guard strata_set_fs_identity(user, group) == 0 else { return nil }
+        defer { _ = strata_set_fs_identity(UInt32(geteuid()), UInt32(getegid())) }
+        return try body()
+    }
+
     /// Opens an absolute or relative path, following symlinks (user-given
     /// layer paths may be symlinks; only the contents of a layer are never followed).
     public static func open(_ path: String, _ flags: OpenFlags) throws -> Descriptor {

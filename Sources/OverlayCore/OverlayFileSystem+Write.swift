@@ -68,9 +68,8 @@ extension OverlayFileSystem {
 
     /// Creates a symlink.
     public func makeSymlink(parent: UInt64, name: FileName, target: [UInt8], caller: Caller) throws(OverlayError) -> (node: UInt64, attributes: FileAttributes) {
-        try place(parent: parent, name: name, caller: caller, isDirectory: false) { (scratch, temporary) throws in
-            try scratch.makeSymlink(temporary, target: target)
-            try scratch.setOwner(of: temporary, user: caller.userID, group: caller.groupID)
+        try place(parent: parent, name: name, caller: caller, isDirectory: false) { (directory, name) throws in
+            try directory.makeSymlink(name, target: target)
             return nil
         }
     }
@@ -112,10 +111,15 @@ extension OverlayFileSystem {
         }
     }
 
-    /// Builds the new object in the work directory (owner and, for a directory
-    /// replacing a whiteout, the opaque mark set there), then renames it into
-    /// the upper parent: over a whiteout device if there is one, else with
-    /// RENAME_NOREPLACE. An OCI whiteout for the name is removed afterwards.
+    /// Places a new object named `name` in `parent`'s upper directory.
+    /// Where no whiteout holds the name it is created there directly (`build`
+    /// on the upper directory and the final name; as the caller with
+    /// `createsAsCaller`, or for a hard link): one atomic create, as on kernel
+    /// overlayfs. Otherwise it is built in the work directory (owner and, for
+    /// a directory replacing a whiteout, the opaque mark set there), then
+    /// renamed into the upper parent: over a whiteout device if there is one,
+    /// else with RENAME_NOREPLACE, and an OCI whiteout for the name is removed
+    /// afterwards.
     func placeLocked(parent: UInt64, name: FileName, caller: Caller?, isDirectory: Bool, keepInode: UInt64?,
                      build: (Descriptor, FileName) throws -> Descriptor?) throws(OverlayError) -> (node: UInt64, attributes: FileAttributes) {
         guard let work else { throw .readOnly() }
@@ -130,15 +134,32 @@ extension OverlayFileSystem {
             if existing != nil && !overWhiteout { throw SystemCallError("create", errno: EEXIST) }
             let ociMarker = OverlayMarkers.ociWhiteoutName(for: name)
             let overOCIWhiteout = try name.bytes.count <= 251 && parentUpper.attributesIfPresent(of: ociMarker) != nil
+            // No whiteout to replace: created in place, atomically, as kernel overlayfs
+            // does (O_EXCL / mkdir / mknod / symlink / link fail if the name appeared).
+            if !overWhiteout && !overOCIWhiteout {
+                if caller == nil {
+                    _ = try build(parentUpper, name)
+                    return
+                }
+                if let caller, options.createsAsCaller,
+                   try System.withFileSystemIdentity(user: caller.userID, group: caller.groupID, { try build(parentUpper, name) }) != nil {
+                    return
+                }
+            }
             do {
                 let object = try build(scratch, temporary)
-                if let object, let caller {
+                if let caller {
                     let parentAttributes = try parentUpper.attributes()
                     let inherits = parentAttributes.mode & 0o2000 != 0
-                    try object.setOwner(user: caller.userID, group: inherits ? parentAttributes.groupID : caller.groupID)
+                    let group = inherits ? parentAttributes.groupID : caller.groupID
+                    if let object {
+                        try object.setOwner(user: caller.userID, group: group)
+                    } else {
+                        try scratch.setOwner(of: temporary, user: caller.userID, group: group)   // a symlink
+                    }
                     // A directory in a setgid directory is setgid too (inode_init_owner's rule;
                     // the work directory it is built in is not setgid).
-                    if isDirectory && inherits { try object.setMode(try object.attributes().permissions | 0o2000) }
+                    if isDirectory && inherits, let object { try object.setMode(try object.attributes().permissions | 0o2000) }
                 }
                 if isDirectory && (overWhiteout || overOCIWhiteout), let object {
                     try Self.markOpaque(object, key: opaqueKey)
@@ -356,21 +377,36 @@ extension OverlayFileSystem {
             var oldNameWhitedOut = false
             guard let work else { throw .readOnly() }
             try system("cannot rename \(name)") { () throws in
+                // Opaque before the rename (kernel overlayfs does the same): a directory
+                // arriving at a name a lower layer shows must not merge with it, not even
+                // between two syscalls: a crash there showed the lower's deleted entries
+                // again. Where the directory is now the mark changes nothing: one that
+                // merged lowers is opaque already (bringUpWhole), an upper-only one has
+                // no lower directory below it.
+                if sourceIsDirectory && newNameInLower { try Self.markOpaque(parentUpper.open(name, [.directory]), key: opaqueKey) }
+                if exchange && targetIsDirectory && oldNameInLower {
+                    try Self.markOpaque(newParentUpper.open(newName, [.directory]), key: opaqueKey)
+                }
                 if exchange {
                     try parentUpper.rename(name, to: newParentUpper, as: newName, flags: .exchange)
-                    if sourceIsDirectory && newNameInLower { try Self.markOpaque(newParentUpper.open(newName, [.directory]), key: opaqueKey) }
-                    if targetIsDirectory && oldNameInLower { try Self.markOpaque(parentUpper.open(name, [.directory]), key: opaqueKey) }
                     return
                 }
                 let existing = try newParentUpper.attributesIfPresent(of: newName)
                 if let existing, existing.isDirectory, try !newParentUpper.open(newName, [.directory]).isEmptyDirectory() {
                     // The target is empty in the merged view, but its upper copy holds the
-                    // whiteouts that make it so: swap in an empty opaque directory (the view
-                    // stays empty at every instant) and clear the old one in the work dir.
+                    // whiteouts that make it so: swap in an empty opaque directory with the
+                    // same xattrs, owner, mode and times (the view does not change at any
+                    // instant, so a crash before the rename leaves it as it was) and clear
+                    // the old one in the work dir.
                     let temporary = work.temporaryName()
                     try work.directory.makeDirectory(temporary, mode: 0o700)
                     do {
-                        try Self.markOpaque(work.directory.open(temporary, [.directory]), key: opaqueKey)
+                        let replacement = try work.directory.open(temporary, [.directory])
+                        try Self.copyExtendedAttributes(from: newParentUpper.open(newName, [.directory]), to: replacement)
+                        try Self.markOpaque(replacement, key: opaqueKey)
+                        try replacement.setOwner(user: existing.userID, group: existing.groupID)
+                        try replacement.setMode(existing.permissions)
+                        try replacement.setTimes(access: existing.accessTime, modification: existing.modificationTime)
                         try work.directory.rename(temporary, to: newParentUpper, as: newName, flags: .exchange)
                     } catch {
                         try? TreeRemoval.remove(temporary, in: work.directory)
@@ -403,7 +439,6 @@ extension OverlayFileSystem {
                 if newName.bytes.count <= 251, try newParentUpper.attributesIfPresent(of: ociMarker) != nil {
                     try newParentUpper.remove(ociMarker)
                 }
-                if sourceIsDirectory && newNameInLower { try Self.markOpaque(newParentUpper.open(newName, [.directory]), key: opaqueKey) }
             }
             if !exchange && oldNameInLower && !oldNameWhitedOut {
                 try writeWhiteoutOrRemove(name, in: parentUpper, upperObject: false, whiteout: true)

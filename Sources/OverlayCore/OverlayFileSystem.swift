@@ -16,6 +16,14 @@ public struct OverlayOptions: Sendable {
     /// are still read and answered correctly, just not remembered
     /// (`-o dir_cache_entries=`).
     public var cachedEntryLimit = 2_000_000
+    /// New objects whose name holds no whiteout are created directly in the
+    /// upper directory by a thread that has taken the caller's filesystem IDs
+    /// (kernel overlayfs's way: owner, group and setgid inheritance right from
+    /// the first instant, one create instead of create + chown + rename from
+    /// the work directory). Needs threads that keep their capabilities across
+    /// the switch (`System.keepCapabilitiesOnIdentitySwitch`, which `strata
+    /// mount` calls); where the switch fails the work directory is used.
+    public var createsAsCaller = false
     public init() {}
 }
 

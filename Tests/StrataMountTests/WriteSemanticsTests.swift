@@ -87,6 +87,18 @@ struct WriteSemanticsTests {
         t("create a 256-byte name", lambda: os.open("n" * 256, os.O_CREAT | os.O_WRONLY))
         t("create a 255-byte name", lambda: (os.close(os.open("n" * 255, os.O_CREAT | os.O_WRONLY)), len(os.listdir("."))))
         t("getxattr overlay-private", lambda: os.getxattr("d", "trusted.overlay.opaque"))
+        def umask_zero():
+            old = os.umask(0)
+            try:
+                os.close(os.open("um", os.O_CREAT | os.O_WRONLY, 0o666)); os.mkdir("umd", 0o777)
+                return st("um"), st("umd")
+            finally: os.umask(old)
+        t("modes under umask 0", umask_zero)
+        def setgid_dir():
+            os.mkdir("sg"); os.chown("sg", 0, 100); os.chmod("sg", 0o2775)
+            os.close(os.open("sg/f", os.O_CREAT | os.O_WRONLY, 0o644)); os.mkdir("sg/d"); os.symlink("f", "sg/l"); os.mkfifo("sg/p")
+            return [f"{n} {oct(os.lstat('sg/' + n).st_mode)} gid={os.lstat('sg/' + n).st_gid}" for n in sorted(os.listdir("sg"))]
+        t("setgid directory: new objects take its group", setgid_dir)
         t("statfs is the upper's", lambda: os.statvfs(".").f_blocks == os.statvfs(upper).f_blocks)
         t("read lower untouched", lambda: read("ro"))
         t("no upper copy from reads", lambda: os.path.lexists(upper + "/ro"))

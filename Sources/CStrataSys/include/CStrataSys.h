@@ -55,4 +55,14 @@ int strata_signal_thread(unsigned long thread, int signo);
 long strata_getdents64(int fd, void *buf, unsigned long count);
 /// The calling thread's kernel thread ID (gettid).
 int strata_gettid(void);
+
+/// Keeps the capabilities of every thread created from now on when its
+/// filesystem user ID changes (SECBIT_NO_SETUID_FIXUP), so a thread that takes
+/// a caller's fsuid to create a file with that owner keeps CAP_DAC_OVERRIDE,
+/// as kernel overlayfs's creator credentials do. 0 on success, -1 + errno.
+int strata_keep_capabilities_on_fsuid_change(void);
+/// The calling thread's filesystem user/group IDs become uid/gid (setfsuid(2),
+/// setfsgid(2): per thread). Returns 0 if the switch took effect, -1 if not
+/// (the IDs are then unchanged).
+int strata_set_fs_identity(uint32_t uid, uint32_t gid);
 #endif

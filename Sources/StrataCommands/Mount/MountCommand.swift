@@ -117,7 +117,13 @@ public struct MountCommand: ParsableCommand {
         let overlay: OverlayFileSystem
         do throws(OverlayError) {
             stack = try LayerStack(lowerPaths: config.lowers, upperPath: config.upper, workPath: config.work)
-            overlay = try OverlayFileSystem(stack: stack, options: config.overlay)
+            // Modes from the kernel already carry the caller's umask; the daemon's own
+            // must not mask them a second time.
+            System.setFileCreationMask(0)
+            var options = config.overlay
+            // Before any worker thread exists: they inherit the securebit.
+            options.createsAsCaller = stack.upper != nil && System.keepCapabilitiesOnIdentitySwitch()
+            overlay = try OverlayFileSystem(stack: stack, options: options)
         } catch {
             throw CommandFailure(error.message)
         }
