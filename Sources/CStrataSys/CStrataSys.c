@@ -149,3 +149,10 @@ int strata_set_fs_identity(uint32_t uid, uint32_t gid) {
     }
     return 0;
 }
+
+int strata_fchmodat_nofollow(int dirfd, const char *path, unsigned mode) {
+#ifndef SYS_fchmodat2
+#define SYS_fchmodat2 452
+#endif
+    return (int)syscall(SYS_fchmodat2, dirfd, path, mode, AT_SYMLINK_NOFOLLOW);
+}

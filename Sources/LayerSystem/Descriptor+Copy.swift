@@ -83,6 +83,15 @@ extension Descriptor {
         }
     }
 
+    /// Changes the mode of `name` in this directory without following a
+    /// symlink there. Wraps `fchmodat2(2)` with AT_SYMLINK_NOFOLLOW; throws
+    /// ENOSYS before Linux 6.6 (callers then go through an O_PATH descriptor).
+    public func setMode(of name: FileName, _ mode: UInt32) throws {
+        _ = try withName(name) { (p) throws in
+            try retrying("fchmodat2") { strata_fchmodat_nofollow(rawValue, p, mode & 0o7777) }
+        }
+    }
+
     /// Creates and opens a new file `name` (O_EXCL). Wraps `openat(2)`.
     public func createFile(_ name: FileName, flags: OpenFlags, mode: UInt32) throws -> Descriptor {
         try open(name, flags.union([.create, .exclusive]), mode: mode)

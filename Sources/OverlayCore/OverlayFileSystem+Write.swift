@@ -536,18 +536,24 @@ extension OverlayFileSystem {
         try copyUp(node, withData: changes.size != 0)
         let n = try record(node)
         try system("cannot change attributes") { () throws in
-            let object: Descriptor
+            // By name from the parent where possible (no descriptor to open and close);
+            // the object itself for the root, a shared node, or a change needing it.
+            var opened: Descriptor?
             let parent: Descriptor?
             if node == Self.rootID {
-                object = stack.layers[0].root
+                opened = stack.layers[0].root
                 parent = nil
             } else if let handle = n.handle {
-                object = handle
+                opened = handle
                 parent = nil
             } else {
-                let p = try directory(node: n.parent, layer: 0)
-                parent = p
-                object = try p.open(n.name, n.resolution.isDirectory ? [.directory] : [.path])
+                parent = try directory(node: n.parent, layer: 0)
+            }
+            func object() throws -> Descriptor {
+                if let opened { return opened }
+                let d = try parent!.open(n.name, n.resolution.isDirectory ? [.directory] : [.path])
+                opened = d
+                return d
             }
             if let size = changes.size {
                 // truncate(2) by path arrives without an open file. Opened by name, the
@@ -557,20 +563,30 @@ extension OverlayFileSystem {
                 if let handle { file = handle } else if let parent {
                     file = try parent.openRegularFile(n.name, .writeOnly)
                 } else {
-                    file = try object.reopen(.writeOnly)
+                    file = try object().reopen(.writeOnly)
                 }
                 try file.truncate(to: size)
             }
             if changes.userID != nil || changes.groupID != nil {
-                try object.setOwner(user: changes.userID ?? UInt32.max, group: changes.groupID ?? UInt32.max)
+                let user = changes.userID ?? UInt32.max, group = changes.groupID ?? UInt32.max
+                if let parent { try parent.setOwner(of: n.name, user: user, group: group) } else {
+                    try object().setOwner(user: user, group: group)
+                }
             }
-            if let mode = changes.mode, n.resolution.kind != .symlink { try object.setMode(mode) }
+            if let mode = changes.mode, n.resolution.kind != .symlink {
+                do {
+                    guard let parent else { throw SystemCallError("fchmodat2", errno: ENOSYS) }
+                    try parent.setMode(of: n.name, mode)
+                } catch let error as SystemCallError where error.errno == ENOSYS {
+                    try object().setMode(mode)
+                }
+            }
             if changes.accessTime != nil || changes.modificationTime != nil {
                 let now = System.now()
                 let access = changes.accessTime.map { $0 ?? now }
                 let modification = changes.modificationTime.map { $0 ?? now }
                 if let parent { try parent.setTimes(of: n.name, access: access, modification: modification) } else {
-                    try object.setTimes(access: access, modification: modification)
+                    try object().setTimes(access: access, modification: modification)
                 }
             }
         }

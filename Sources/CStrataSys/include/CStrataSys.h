@@ -56,6 +56,10 @@ long strata_getdents64(int fd, void *buf, unsigned long count);
 /// The calling thread's kernel thread ID (gettid).
 int strata_gettid(void);
 
+/// fchmodat2(2) with AT_SYMLINK_NOFOLLOW (Linux 6.6+): changes the mode of
+/// `path` in `dirfd` without following a symlink there. -1 + ENOSYS on older kernels.
+int strata_fchmodat_nofollow(int dirfd, const char *path, unsigned mode);
+
 /// Keeps the capabilities of every thread created from now on when its
 /// filesystem user ID changes (SECBIT_NO_SETUID_FIXUP), so a thread that takes
 /// a caller's fsuid to create a file with that owner keeps CAP_DAC_OVERRIDE,
