@@ -2,16 +2,16 @@
 # Both install the Debian packages they need when missing (as root, via apt).
 
 SWIFT ?= swift
-DEB_PACKAGES := fuse3 libfuse3-dev libattr1-dev attr pkg-config util-linux
+DEB_PACKAGES := fuse3 libfuse3-dev libattr1-dev attr pkg-config util-linux strace
 
-.PHONY: all deps build release install demo test fuzz-kernel tsan asan bench-find bench-write bench bench-check clean
+.PHONY: all deps build release install demo test fuzz-kernel crash-points soak tsan asan bench-find bench-write bench-memory compare bench bench-check clean
 
 all: build
 
 # Installs what is missing; a no-op when everything is there.
 deps:
 	@if ! pkg-config --exists fuse3 2>/dev/null || [ ! -e /usr/include/attr/libattr.h ] \
-	    || ! command -v fusermount3 >/dev/null || ! command -v setfattr >/dev/null; then \
+	    || ! command -v fusermount3 >/dev/null || ! command -v setfattr >/dev/null || ! command -v strace >/dev/null; then \
 	    echo "installing $(DEB_PACKAGES)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PACKAGES) >/dev/null; \
 	fi
@@ -43,6 +43,30 @@ fuzz-kernel: deps
 	$(SWIFT) build --build-tests
 	STRATA_FUZZ_SEEDS=$(SEEDS) $(SWIFT) test --skip-build --filter DifferentialWriteTests
 
+# SIGKILL of the daemon at KILLS random points of seeded random workloads (large
+# copy-ups, renames of big lower directories, the differential tester's operation
+# mix), and at every syscall boundary of 14 single-step scenarios (strace fault
+# injection; installs strace); after each, a new mount: the view before or after
+# the step in flight, no work debris, kernel overlayfs over the upper agrees.
+# `make test` runs 20 random kills and one boundary per scenario; SEED=N other
+# plans (CrashPointTests).
+KILLS ?= 300
+crash-points: deps
+	@command -v strace >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null; }
+	$(SWIFT) build --build-tests
+	STRATA_CRASH_KILLS=$(KILLS) STRATA_CRASH_ALL_BOUNDARIES=1 $(if $(SEED),STRATA_CRASH_SEED=$(SEED)) \
+	    $(SWIFT) test --skip-build --filter CrashPointTests
+
+# DURATION seconds (default 600) of stress-ng (verifying stressors), fio (crc32c)
+# and find/tar readers through a writable mount (scripts/soak.sh; installs
+# stress-ng and fio). Fails on any verification error, on daemon descriptors not
+# back to their start level, or RSS growth over the bounds documented in the
+# script. `make test` runs 30 s (SoakTests).
+DURATION ?= 600
+soak: deps
+	$(SWIFT) build --product strata
+	DURATION=$(DURATION) STRATA_BIN=$(CURDIR)/.build/debug/strata scripts/soak.sh
+
 # The multithreaded mount tests against a ThreadSanitizer build of the daemon
 # (.build-tsan); fails if TSan reports a data race. libfuse itself is not
 # instrumented: its "thread finished with ignores enabled" notes are not races.
@@ -69,6 +93,19 @@ bench-find: release
 # RUNS=3 SIZE_MB=512 by default; QUICK=1 for a short version.
 bench-write: release
 	Benchmarks/write-bench.sh
+
+# Kernel overlayfs vs Strata vs fuse-overlayfs on one seeded layer stack: cold/warm find -ls,
+# cold stats of existing and missing paths, warm readdir and reads, a big sequential read,
+# copy-up, create/chmod/rm, untar, rm -rf of a lower tree; every result checked; a markdown
+# table of medians (installs fuse-overlayfs). ARGS passes options, e.g.
+# make compare ARGS="--quick --layers 1,16 --output /tmp/compare.md" (Benchmarks/compare --help).
+# Peak daemon RSS after walking a 200k-file tree: fuse-overlayfs vs Strata (defaults, and
+# bounded by -o max_nodes / dir_cache_entries). FILES=20000 for a quick run.
+bench-memory: release
+	STRATA_BIN=$(CURDIR)/.build/release/strata Benchmarks/memory-bench.sh
+
+compare: release
+	STRATA_BIN=$(CURDIR)/.build/release/strata Benchmarks/compare $(ARGS)
 
 # In-process micro-benchmarks (Benchmarks/, its own package on ordo-one/benchmark):
 # lookups through 1/8/64 layers, a cold 10k-entry merged readdir, copy-up of 4 KiB
