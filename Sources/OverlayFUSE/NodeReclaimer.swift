@@ -48,7 +48,8 @@ final class NodeReclaimer: @unchecked Sendable {
 
     private func run() {
         while !finished.load(ordering: .acquiring) {
-            for (parent, name) in overlay.reclaimCandidates(limit: limit) {
+            let victims = overlay.reclaimCandidates(limit: limit)
+            for (parent, name) in victims {
                 if finished.load(ordering: .acquiring) { return }
                 // Failures (the name is gone, the mount is going away) change nothing.
                 _ = name.bytes.withUnsafeBufferPointer { bytes in
@@ -57,7 +58,9 @@ final class NodeReclaimer: @unchecked Sendable {
                     }
                 }
             }
-            usleep(20_000)
+            // Over the limit with no candidate (only directories with live children):
+            // back off instead of scanning the table every 20 ms.
+            usleep(victims.isEmpty && overlay.nodeCount > limit ? 500_000 : 20_000)
         }
     }
 
