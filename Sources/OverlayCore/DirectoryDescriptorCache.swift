@@ -2,6 +2,8 @@ import LayerSystem
 import Synchronization
 
 /// A bounded cache of open directory descriptors, keyed by (node, layer).
+/// (`OverlayFileSystem.readableFiles` reuses it for lower-file descriptors
+/// of openless mounts, under layer -1.)
 ///
 /// Why bounded: the hard open-file limit here is 20000, and a walk of a large
 /// tree touches more directories than that. Filled by lookups (the resolver

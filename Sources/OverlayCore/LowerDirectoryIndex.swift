@@ -65,32 +65,8 @@ public final class LowerDirectoryIndex: Sendable {
         var hidden: Set<FileName> = []      // whited out above every layer holding them
         for directory in directories {
             let layer = directory.layer
-            var present: [(name: FileName, kind: FileKind, inode: UInt64)] = []
-            var whiteouts: Set<FileName> = []
-            var ociWhiteouts: Set<FileName> = []
-            try system("cannot read directory in layer \(stack.layers[layer].path)") {
-                try directory.descriptor.forEachEntry { entry in
-                    if OverlayMarkers.isOCIMarker(entry.name) {
-                        if let target = OverlayMarkers.whitedOutName(entry.name) { ociWhiteouts.insert(target) }
-                        return
-                    }
-                    var kind = entry.kind
-                    var inode = entry.inode
-                    if kind == nil || kind == .characterDevice {
-                        // Vanished since the scan: as if never listed.
-                        guard let attributes = try directory.descriptor.attributesIfPresent(of: entry.name) else { return }
-                        if OverlayMarkers.isWhiteoutDevice(attributes) {
-                            whiteouts.insert(entry.name)
-                            return
-                        }
-                        kind = attributes.kind
-                        inode = attributes.inode
-                    }
-                    guard let kind else { return }
-                    present.append((entry.name, kind, inode))
-                }
-            }
-            for object in present {
+            let contents = try LayerContents.read(directory, stack: stack)
+            for object in contents.objects {
                 if let position = positions[object.name] {
                     // Shown from a layer above: a directory there may merge this one.
                     guard chainOpen.contains(object.name) else { continue }
@@ -110,7 +86,7 @@ public final class LowerDirectoryIndex: Sendable {
             }
             // A whiteout ends a chain (also a `.wh.NAME` beside directory NAME in
             // this layer: it hides the layers below) and hides the name below.
-            for name in whiteouts.union(ociWhiteouts) {
+            for name in contents.whiteouts {
                 if positions[name] == nil { hidden.insert(name) } else { chainOpen.remove(name) }
             }
         }

@@ -37,30 +37,13 @@ public enum MergedDirectory {
         var entries: [ListingEntry] = []
         var seen: Set<FileName> = []
         if let upper {
-            try system("cannot read directory in layer \(stack.layers[upper.layer].path)") {
-                try upper.descriptor.forEachEntry { entry in
-                    if OverlayMarkers.isOCIMarker(entry.name) {
-                        if let target = OverlayMarkers.whitedOutName(entry.name) { seen.insert(target) }
-                        return
-                    }
-                    var kind = entry.kind
-                    var inode = entry.inode
-                    if kind == nil || kind == .characterDevice {
-                        guard let attributes = try upper.descriptor.attributesIfPresent(of: entry.name) else { return }
-                        if OverlayMarkers.isWhiteoutDevice(attributes) {
-                            seen.insert(entry.name)
-                            return
-                        }
-                        kind = attributes.kind
-                        inode = attributes.inode
-                    }
-                    guard let kind else { return }
-                    // (A name is listed once per directory: only markers can repeat it,
-                    // and those hide the layers below only.)
-                    seen.insert(entry.name)
-                    entries.append(ListingEntry(name: entry.name, kind: kind,
-                                                inode: stack.exposedInode(inode, layer: upper.layer), layer: upper.layer))
-                }
+            let contents = try LayerContents.read(upper, stack: stack)
+            // A name is listed once per directory; markers hide the layers below only.
+            seen = contents.whiteouts
+            for object in contents.objects {
+                seen.insert(object.name)
+                entries.append(ListingEntry(name: object.name, kind: object.kind,
+                                            inode: stack.exposedInode(object.inode, layer: upper.layer), layer: upper.layer))
             }
         }
         for entry in lowers?.entries ?? [] where !seen.contains(entry.name) {

@@ -28,8 +28,6 @@ public struct Resolution: Sendable {
     /// one): with the layer, it names the object on disk.
     public var objectInode: UInt64
 
-    private static let singleLayers: [[Int]] = (0..<512).map { [$0] }
-
     public var kind: FileKind { attributes.kind ?? .regular }
     public var isDirectory: Bool { attributes.kind == .directory }
     /// The layer holding the winning object.
@@ -37,13 +35,7 @@ public struct Resolution: Sendable {
     /// `objectInode` defaults to `attributes.inode` (for attributes not yet exposed).
     public init(attributes: FileAttributes, layers: [Int], objectInode: UInt64? = nil) {
         self.attributes = attributes
-        // One-layer lists (every non-directory) share one array per layer: a
-        // node then costs no allocation for them.
-        if layers.count == 1, layers[0] >= 0, layers[0] < Self.singleLayers.count {
-            self.layers = Self.singleLayers[layers[0]]
-        } else {
-            self.layers = layers
-        }
+        self.layers = layers
         self.objectInode = objectInode ?? attributes.inode
     }
 }
