@@ -115,12 +115,17 @@ public struct FileAttributes: Hashable, Sendable {
     public var isDirectory: Bool { kind == .directory }
 
     /// Major number of `specialDevice` (glibc's `gnu_dev_major` encoding).
-    public var deviceMajor: UInt32 {
-        UInt32(truncatingIfNeeded: ((specialDevice >> 32) & 0xffff_f000) | ((specialDevice >> 8) & 0x0000_0fff))
-    }
+    public var deviceMajor: UInt32 { Self.major(of: specialDevice) }
     /// Minor number of `specialDevice`.
-    public var deviceMinor: UInt32 {
-        UInt32(truncatingIfNeeded: ((specialDevice >> 12) & 0xffff_ff00) | (specialDevice & 0x0000_00ff))
+    public var deviceMinor: UInt32 { Self.minor(of: specialDevice) }
+
+    /// Major number of a device number (glibc's `gnu_dev_major` encoding).
+    public static func major(of device: UInt64) -> UInt32 {
+        UInt32(truncatingIfNeeded: ((device >> 32) & 0xffff_f000) | ((device >> 8) & 0x0000_0fff))
+    }
+    /// Minor number of a device number.
+    public static func minor(of device: UInt64) -> UInt32 {
+        UInt32(truncatingIfNeeded: ((device >> 12) & 0xffff_ff00) | (device & 0x0000_00ff))
     }
 
     /// Builds an `st_rdev` from major and minor numbers (`makedev`).

@@ -54,11 +54,20 @@ public final class LayerStack: Sendable {
     /// Whether all layers share one filesystem (then real inode numbers are
     /// exposed unchanged, as kernel overlayfs does on a single filesystem).
     public let sameFileSystem: Bool
+    /// `[i]` for every layer i: one shared array for every resolution in one
+    /// layer (a node per name would otherwise allocate its own).
+    private let singleLayerLists: [[Int]]
+    /// Layers a stack may have (indexes store a layer in 16 bits; kernel
+    /// overlayfs stops at 500).
+    public static let maximumLayers = 4096
 
     /// Opens every layer. Lowers are given top-first.
     public init(lowerPaths: [String], upperPath: String? = nil, workPath: String? = nil) throws(OverlayError) {
         guard !lowerPaths.isEmpty else {
             throw OverlayError(.badLayer, errno: EINVAL, "no lower layers given")
+        }
+        guard lowerPaths.count + (upperPath == nil ? 0 : 1) <= Self.maximumLayers else {
+            throw OverlayError(.badLayer, errno: EINVAL, "too many layers: \(lowerPaths.count) lower layers given, at most \(Self.maximumLayers) in all")
         }
         var layers: [Layer] = []
         var upper: Layer?
@@ -83,6 +92,13 @@ public final class LayerStack: Sendable {
         }
         deviceIndex = indices
         sameFileSystem = devices.count == 1
+        singleLayerLists = layers.indices.map { [$0] }
+    }
+
+    /// `layers`, or the stack's shared copy of it when it names one layer.
+    func sharedLayerList(_ layers: [Int]) -> [Int] {
+        guard layers.count == 1, singleLayerLists.indices.contains(layers[0]) else { return layers }
+        return singleLayerLists[layers[0]]
     }
 
     /// Lower layers only, topmost first.

@@ -46,7 +46,7 @@ public enum MergedDirectory {
                                             inode: stack.exposedInode(object.inode, layer: upper.layer), layer: upper.layer))
             }
         }
-        for entry in lowers?.entries ?? [] where !seen.contains(entry.name) {
+        for entry in lowers ?? LowerDirectoryIndex.empty where !seen.contains(entry.name) {
             entries.append(ListingEntry(name: entry.name, kind: entry.kind,
                                         inode: stack.exposedInode(entry.inode, layer: entry.layer), layer: entry.layer))
         }

@@ -82,7 +82,7 @@ extension OverlayFileSystem {
         if fresh.isDirectory && resolution.layers.count > 1 { resolution.attributes.linkCount = 1 }
         table.withLock { t in
             t.nodes[node]?.resolution = resolution
-            if case .resolved = t.nodes[n.parent]?.children[name] { t.nodes[n.parent]?.children[name] = .resolved(resolution) }
+            if case .resolved = t.directories[n.parent]?.children[name] { t.setChild(.resolved(resolution), parent: n.parent, name: name) }
             t.dropListing(n.parent)
         }
     }

@@ -186,7 +186,7 @@ extension OverlayFileSystem {
         attributes.inode = keepInode ?? stack.exposedInode(objectInode, layer: 0)
         let resolution = Resolution(attributes: attributes, layers: [0], objectInode: objectInode)
         let id = table.withLock { t in
-            t.nodes[parent]?.children[name] = nil   // a fresh node (or the shared one of a hard link)
+            t.setChild(nil, parent: parent, name: name)   // a fresh node (or the shared one of a hard link)
             t.dropListing(parent)
             return t.reference(parent: parent, name: name, resolution: resolution)
         }
@@ -209,7 +209,7 @@ extension OverlayFileSystem {
         table.withLock { t in
             if var r = resolved?.0 {
                 if let keepInode { r.attributes.inode = keepInode } else if let id = t.liveNode(parent: parent, name: name),
-                    let node = t.nodes[id], !node.detached || node.handle != nil, node.resolution.kind == r.kind {
+                    let node = t.nodes[id], !node.detached || t.handle(of: id) != nil, node.resolution.kind == r.kind {
                     r.attributes.inode = node.resolution.attributes.inode
                 }
                 resolved!.0 = r
@@ -264,7 +264,7 @@ extension OverlayFileSystem {
               let upper = try? directory(node: parent, layer: 0), let handle = try? upper.open(name, [.path]),
               (try? handle.attributes().inode) == resolution.objectInode else { return }
         table.withLock { t in
-            if t.nodes[node] != nil && t.nodes[node]!.handle == nil { t.nodes[node]!.handle = handle }
+            t.attach(handle, to: node)
         }
     }
 
@@ -276,7 +276,7 @@ extension OverlayFileSystem {
         try writeWhiteoutOrRemove(name, in: parentUpper, upperObject: upperObject, whiteout: needsWhiteout)
         table.withLock { t in
             t.detach(parent: parent, name: name)
-            t.nodes[parent]?.children[name] = .absent
+            t.setChild(.absent, parent: parent, name: name)
         }
     }
 
@@ -450,7 +450,7 @@ extension OverlayFileSystem {
                 } else {
                     t.detach(parent: newParent, name: newName)
                     t.move(source, to: newParent, name: newName)
-                    t.nodes[parent]?.children[name] = nil
+                    t.setChild(nil, parent: parent, name: name)
                 }
             }
             let sourceInode = sourceResolution.attributes.inode

@@ -192,8 +192,8 @@ public final class OverlayFileSystem: Sendable {
             let threshold = Self.probeThreshold(directorySize: n.resolution.attributes.size)
             let due = table.withLock { t in
                 guard t.nodes[node] != nil, t.cachedEntries < t.cachedEntryLimit else { return false }
-                t.nodes[node]!.probes += 1
-                return t.nodes[node]!.probes >= threshold
+                t.directories[node, default: NodeTable.DirectoryState()].probes += 1
+                return t.directories[node]!.probes >= threshold
             }
             guard due else { return nil }
         }
@@ -220,7 +220,7 @@ public final class OverlayFileSystem: Sendable {
     /// nodes. If that name no longer holds the object, the node stops being
     /// shared rather than pointing at a stranger.
     func attachHandle(_ id: UInt64, reachedAs name: FileName, in parent: UInt64) {
-        guard let key = table.withLock({ $0.needsHandle(id) ? $0.nodes[id]?.sharedKey : nil }) else { return }
+        guard let key = table.withLock({ $0.needsHandle(id) ? $0.upperObjects[id]?.sharedKey : nil }) else { return }
         var handle: Descriptor?
         do {
             let upper = try directory(node: parent, layer: 0)
@@ -229,7 +229,7 @@ public final class OverlayFileSystem: Sendable {
         } catch {}
         table.withLock { t in
             guard t.needsHandle(id) else { return }
-            if let handle { t.nodes[id]!.handle = handle } else { t.unshare(id) }
+            if let handle { t.attach(handle, to: id) } else { t.unshare(id) }
         }
     }
 
@@ -256,17 +256,18 @@ public final class OverlayFileSystem: Sendable {
     /// free the nodes; names in use stay). Empty at or under the limit.
     /// The table lock is held only to copy (use, id) pairs and to read names.
     public func reclaimCandidates(limit: Int) -> [(parent: UInt64, name: FileName)] {
-        let stamped: [(UInt64, UInt64)]? = table.withLock { t in
+        let aged: [(UInt32, UInt64)]? = table.withLock { t in
             guard t.nodes.count > limit else { return nil }
+            let now = UInt32(truncatingIfNeeded: t.useClock)
             return t.nodes.compactMap { id, node in
-                id == Self.rootID || node.pins > 0 || node.detached ? nil : (node.lastUse, id)
+                id == Self.rootID || node.pins > 0 || node.detached ? nil : (now &- node.lastUse, id)
             }
         }
-        guard let stamped else { return [] }
+        guard let aged else { return [] }
         let excess = nodeCount - limit * 9 / 10
-        let oldest = stamped.sorted { $0.0 < $1.0 }.prefix(max(0, excess)).map(\.1)
+        let oldest = aged.sorted { $0.0 > $1.0 }.prefix(max(0, excess)).map(\.1)
         return table.withLock { t in
-            oldest.compactMap { id in t.nodes[id].map { (parent: $0.parent, name: $0.name) } }
+            oldest.compactMap { id in t.nodes[id].map { (parent: $0.parent, name: $0.name.fileName) } }
         }
     }
 

@@ -18,7 +18,12 @@ public struct Resolution: Sendable {
     /// The winning object's attributes as the mount shows them: exposed inode
     /// number, and `nlink` 1 for a directory merged from several layers (what
     /// kernel overlayfs reports for merge directories).
-    public var attributes: FileAttributes
+    public var attributes: FileAttributes {
+        get { packedAttributes.attributes }
+        set { packedAttributes = PackedAttributes(newValue) }
+    }
+    /// How `attributes` is stored (a resolution is kept per node and per cached name).
+    private var packedAttributes: PackedAttributes
     /// For a directory: the layers merged into it, topmost first (stops at an
     /// opaque directory or a non-directory). For anything else: the one layer
     /// holding the winning object.
@@ -28,13 +33,13 @@ public struct Resolution: Sendable {
     /// one): with the layer, it names the object on disk.
     public var objectInode: UInt64
 
-    public var kind: FileKind { attributes.kind ?? .regular }
-    public var isDirectory: Bool { attributes.kind == .directory }
+    public var kind: FileKind { FileKind(mode: packedAttributes.mode) ?? .regular }
+    public var isDirectory: Bool { FileKind(mode: packedAttributes.mode) == .directory }
     /// The layer holding the winning object.
     public var topLayer: Int { layers[0] }
     /// `objectInode` defaults to `attributes.inode` (for attributes not yet exposed).
     public init(attributes: FileAttributes, layers: [Int], objectInode: UInt64? = nil) {
-        self.attributes = attributes
+        self.packedAttributes = PackedAttributes(attributes)
         self.layers = layers
         self.objectInode = objectInode ?? attributes.inode
     }
@@ -180,7 +185,7 @@ public enum NameResolver {
         let objectInode = attributes.inode
         attributes.inode = stack.exposedInode(attributes.inode, layer: top)
         if attributes.kind == .directory && layers.count > 1 { attributes.linkCount = 1 }
-        return (Resolution(attributes: attributes, layers: layers, objectInode: objectInode), directories)
+        return (Resolution(attributes: attributes, layers: stack.sharedLayerList(layers), objectInode: objectInode), directories)
     }
 
     static func hasOCIWhiteout(for name: FileName, in parent: LayerDirectory, stack: LayerStack) throws(OverlayError) -> Bool {

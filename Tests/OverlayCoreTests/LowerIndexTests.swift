@@ -115,7 +115,7 @@ struct LowerIndexTests {
         let fs = try OverlayFileSystem(stack: LayerStack(lowerPaths: layers))
         let (d, _) = try fs.lookup(parent: OverlayFileSystem.rootID, name: "d")
         _ = try fs.listing(of: d)   // reads the 64 layers once
-        #expect(fs.table.withLock { $0.nodes[d]?.lowerIndex?.count } == 64)
+        #expect(fs.table.withLock { $0.directories[d]?.lowerIndex?.count } == 64)
         #expect(throws: OverlayError.self) { try fs.lookup(parent: d, name: "absent") }
         for i in [0, 31, 63] {
             let (f, attributes) = try fs.lookup(parent: d, name: FileName("f\(i)"))

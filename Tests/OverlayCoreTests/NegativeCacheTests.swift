@@ -14,7 +14,7 @@ struct NegativeCacheTests {
         for i in 0..<(NodeTable.negativeLimit + 500) {
             #expect(throws: OverlayError.self) { try fs.lookup(parent: OverlayFileSystem.rootID, name: FileName("missing-\(i)")) }
         }
-        let cached = fs.table.withLock { $0.nodes[OverlayFileSystem.rootID]!.children.count }
+        let cached = fs.table.withLock { $0.directories[OverlayFileSystem.rootID]?.children.count ?? 0 }
         #expect(cached <= NodeTable.negativeLimit + 1)
         #expect(try fs.lookup(parent: OverlayFileSystem.rootID, name: "present").attributes.kind == .regular)
         #expect(throws: OverlayError.self) { try fs.lookup(parent: OverlayFileSystem.rootID, name: "missing-1500") }

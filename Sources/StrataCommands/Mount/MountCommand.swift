@@ -1,5 +1,10 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import ArgumentParser
+import Glibc
 import LayerSystem
 import OverlayCore
 import OverlayFUSE
