@@ -62,13 +62,15 @@ struct NodeStore {
             return chunks[slot >> Self.chunkShift][slot & Self.chunkMask]
         }
         _modify {
-            guard let slot = slot(id), chunks[slot >> Self.chunkShift][slot & Self.chunkMask] != nil else {
-                var absent: NodeTable.Node? = nil
-                yield &absent
-                return
-            }
+            // An unknown ID yields slot 0, which is always nil (a local
+            // stand-in would enlarge the coroutine frame past its inline
+            // buffer: one malloc per access, measured).
+            let slot = slot(id) ?? 0
+            let occupied = slot != 0 && chunks[slot >> Self.chunkShift][slot & Self.chunkMask] != nil
             yield &chunks[slot >> Self.chunkShift][slot & Self.chunkMask]
-            if chunks[slot >> Self.chunkShift][slot & Self.chunkMask] == nil {
+            if !occupied {
+                chunks[slot >> Self.chunkShift][slot & Self.chunkMask] = nil
+            } else if chunks[slot >> Self.chunkShift][slot & Self.chunkMask] == nil {
                 generations[slot] &+= 1
                 freeSlots.append(slot)
                 count -= 1

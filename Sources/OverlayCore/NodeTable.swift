@@ -124,6 +124,8 @@ struct NodeTable {
         var probes = 0
         /// Negative entries cached in `children` (bounded by `negativeLimit`).
         var negatives = 0
+        /// Changes to the directory's names (bumped by every `dropListing`).
+        fileprivate(set) var changes: UInt64 = 0
     }
 
     /// What only some upper non-directory nodes have: hard-linked ones, and
@@ -216,9 +218,20 @@ struct NodeTable {
     /// stays bounded, at the price of re-reading directories.
     var cachedEntryLimit = Int.max
 
-    /// Keeps `listing` for directory `id` if the budget allows; returns the listing now cached (or `listing`).
-    mutating func setListing(_ id: UInt64, _ listing: [ListingEntry]) -> [ListingEntry] {
-        guard nodes[id] != nil else { return listing }
+    /// The change count of directory `id`, to pass to `setListing` with a
+    /// listing read from now on; nil if the node is gone.
+    mutating func listingStamp(_ id: UInt64) -> UInt64? {
+        guard nodes[id] != nil else { return nil }
+        return directories[id, default: DirectoryState()].changes
+    }
+
+    /// Keeps `listing` for directory `id` if the budget allows and the
+    /// directory did not change since `stamp` (`listingStamp`, taken before
+    /// the listing was read outside the lock: a create or unlink in between
+    /// would otherwise be missing from every later listing); returns the
+    /// listing now cached (or `listing`).
+    mutating func setListing(_ id: UInt64, _ listing: [ListingEntry], stamp: UInt64) -> [ListingEntry] {
+        guard nodes[id] != nil, directories[id]?.changes == stamp else { return listing }
         if let existing = directories[id]?.listing { return existing }
         guard cachedEntries + listing.count <= cachedEntryLimit else { return listing }
         directories[id, default: DirectoryState()].listing = listing
@@ -228,6 +241,7 @@ struct NodeTable {
 
     /// Forgets the cached listing of `id` (its directory changed).
     mutating func dropListing(_ id: UInt64) {
+        directories[id]?.changes &+= 1
         guard let count = directories[id]?.listing?.count else { return }
         directories[id]!.listing = nil
         cachedEntries -= count

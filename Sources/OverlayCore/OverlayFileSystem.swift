@@ -402,12 +402,15 @@ public final class OverlayFileSystem: Sendable {
         if let listing = n.listing { return listing }
         let index = try lowerIndex(node, record: n, whenProbed: false)
         let hasUpper = isWritable && n.resolution.layers.first == 0
+        guard let stamp = table.withLock({ $0.listingStamp(node) }) else {
+            throw OverlayError(.notFound, errno: ESTALE, "stale node \(node)")
+        }
         let upper = hasUpper ? LayerDirectory(layer: 0, descriptor: try directory(node: node, layer: 0)) : nil
         let listing = try MergedDirectory.listing(upper: upper, lowers: index, stack: stack)
         // A directory without an upper part lists its index, which is kept: the
         // listing is rebuilt from it without a syscall, so it is not kept twice.
         guard upper != nil else { return listing }
-        return table.withLock { $0.setListing(node, listing) }
+        return table.withLock { $0.setListing(node, listing, stamp: stamp) }
     }
 
     /// The parent node of `node` (the root is its own parent).

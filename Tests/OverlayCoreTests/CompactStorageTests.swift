@@ -63,6 +63,15 @@ struct CompactStorageTests {
             ids[id] = "again\(i)"
         }
         for (id, name) in ids { #expect(store[id]?.name.fileName == FileName(name)) }
+        // A stale ID (or one never given) reads nothing and changes nothing.
+        let count = store.count
+        for stale in [freed[0], 0, UInt64.max] {
+            store[stale]?.lookups = 9
+            store[stale] = nil
+            #expect(store[stale] == nil)
+        }
+        #expect(store.count == count)
+        for (id, name) in ids { #expect(store[id]?.name.fileName == FileName(name) && store[id]?.lookups == 1) }
         store[ids.keys.first!]!.lookups = 5
         #expect(store[ids.keys.first!]?.lookups == 5)
         let listed = store.compactMap { id, node in id == 1 ? nil : (id, node.name.fileName) }
