@@ -87,6 +87,9 @@ public enum NameResolver {
                 continue
             }
             if OverlayMarkers.isWhiteoutDevice(attributes) { break }
+            if !stack.layers[parent.layer].isUpper, attributes.kind == .regular, attributes.size == 0,
+               OverlayMarkers.holdsExtendedWhiteouts(parent.descriptor),
+               OverlayMarkers.isExtendedWhiteout(name, attributes, in: parent.descriptor) { break }
             guard attributes.kind == .directory else {
                 winner = attributes
                 layers = [parent.layer]

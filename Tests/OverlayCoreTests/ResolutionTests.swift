@@ -106,6 +106,44 @@ struct ResolutionTests {
         }
     }
 
+    @Test("kernel xwhiteouts hide names in lower layers, probed or indexed, but not in the upper")
+    func extendedWhiteouts() throws {
+        let tmp = TemporaryDirectory(prefix: "xwh")
+        // (user.overlay.* works without root; both namespaces are markers to Strata.)
+        let key = getuid() == 0 ? "trusted.overlay" : "user.overlay"
+        let top = tmp.makeDirectory("top"), bottom = tmp.makeDirectory("bottom"), upper = tmp.makeDirectory("upper")
+        try Fixture.build([.dir("xw", [.file("a"), .file("b"), .file("sized", "1"), .file("plain")]),
+                           .dir("up", [.file("a")])], at: top)
+        try Fixture.build([.dir("xw", [.file("a", "a"), .file("b", "b"), .file("sized", "s"), .file("plain", "p"), .file("c", "c")]),
+                           .dir("up", [.file("a", "a")])], at: bottom)
+        try Fixture.build([.dir("up", [.file("a")])], at: upper)
+        for directory in ["xw", "up"] {
+            try System.open(top + "/" + directory, [.directory]).setExtendedAttribute(key + ".opaque", Array("x".utf8))
+        }
+        try System.open(upper + "/up", [.directory]).setExtendedAttribute(key + ".opaque", Array("x".utf8))
+        for file in ["xw/a", "xw/b", "xw/sized", "up/a"] {   // "sized" is not empty: not a whiteout
+            try System.open(top + "/" + file, []).setExtendedAttribute(key + ".whiteout", [])
+        }
+        try System.open(upper + "/up/a", []).setExtendedAttribute(key + ".whiteout", [])
+
+        // Probing (a fresh overlay, no listing first), then the index (after a listing).
+        for listFirst in [false, true] {
+            let fs = try OverlayFileSystem(stack: LayerStack(lowerPaths: [top, bottom]))
+            if listFirst { _ = try fs.listing(of: try fs.resolve(path: Self.path("xw")).node) }
+            #expect(try Self.describe(fs, "xw/a") == "absent")
+            #expect(try Self.describe(fs, "xw/b") == "absent")
+            #expect(try Self.describe(fs, "xw/sized") == "file:1")
+            #expect(try Self.describe(fs, "xw/plain") == "file:")
+            #expect(try Self.describe(fs, "xw/c") == "file:c")
+            let names = try fs.listing(of: try fs.resolve(path: Self.path("xw")).node).map(\.name.description)
+            #expect(names.sorted() == ["c", "plain", "sized"])
+        }
+        // In the upper layer the kernel ignores them: the file shows, empty.
+        let writable = try OverlayFileSystem(stack: LayerStack(lowerPaths: [bottom], upperPath: upper,
+                                                               workPath: tmp.makeDirectory("work")))
+        #expect(try Self.describe(writable, "up/a") == "file:")
+    }
+
     @Test("merged directories report nlink 1; single-layer ones their real count")
     func directoryLinkCounts() throws {
         let tmp = TemporaryDirectory(prefix: "core")

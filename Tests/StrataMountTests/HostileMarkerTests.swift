@@ -144,13 +144,10 @@ struct HostileMarkerTests {
             }
         }
         // Kernel xwhiteouts (6.7+: opaque=x on the directory, a zero-size file with
-        // overlay.whiteout) are honoured by the kernel in lower layers; Strata does not
-        // read that third whiteout format yet.
+        // overlay.whiteout) are whiteouts in lower layers, for the kernel and Strata.
         if let k = xwhiteoutListing[.kernel], let s = xwhiteoutListing[.strata] {
             #expect(k == "b", "kernel overlayfs hides an xwhiteout: \(k)")
-            withKnownIssue("Strata does not read kernel xwhiteouts in lower layers (NameResolver / MergedDirectory)") {
-                #expect(s == k, "xwhiteout directory: kernel lists \(k), strata \(s)")
-            }
+            #expect(s == k, "xwhiteout directory: kernel lists \(k), strata \(s)")
         }
         for step in junk.steps where step.result != "ok" && !step.label.hasPrefix("list") && !step.label.hasPrefix("read")
             && !step.label.hasPrefix("xattrs") {
