@@ -64,10 +64,10 @@ struct NodeTable {
         NodeName.hash(name.bytes[...], parent: parent)
     }
 
-    /// The hash of stored node IDs, from the nodes in `store` (a copy of `nodes`:
-    /// the table is changed while the hashes are read).
-    private static func liveNameHash(in store: NodeStore) -> (UInt32) -> Int {
-        { slot in store.id(inSlot: slot).flatMap { store[$0] }.map { NodeName.hash($0.name.bytes, parent: $0.parent) } ?? 0 }
+    /// The `liveNames` hash of the node in `slot` of `store` (callers pass a
+    /// copy of `nodes`: the table is changed while the hashes are read).
+    private static func liveNameHash(ofSlot slot: UInt32, in store: NodeStore) -> Int {
+        store.id(inSlot: slot).flatMap { store[$0] }.map { NodeName.hash($0.name.bytes, parent: $0.parent) } ?? 0
     }
 
     /// One name the kernel knows. Only what every node needs lives here (the
@@ -160,13 +160,14 @@ struct NodeTable {
     /// any other entry (a further name of a shared node included) to `children`.
     mutating func setChild(_ child: Child?, parent: UInt64, name: FileName) {
         let hash = Self.nameHash(parent, name)
+        let store = nodes
         if let live = liveEntry(parent: parent, name: name) {
             if child?.node == live { return }
-            liveNames.remove(NodeStore.slot(of: live), hash: hash, rehash: Self.liveNameHash(in: nodes))
+            liveNames.remove(NodeStore.slot(of: live), hash: hash) { Self.liveNameHash(ofSlot: $0, in: store) }
         }
         if let id = child?.node, let node = nodes[id], node.parent == parent, node.name.matches(name) {
             directories[parent]?.children[name] = nil
-            liveNames.insert(NodeStore.slot(of: id), hash: hash, rehash: Self.liveNameHash(in: nodes))
+            liveNames.insert(NodeStore.slot(of: id), hash: hash) { Self.liveNameHash(ofSlot: $0, in: store) }
             return
         }
         guard let child else {
