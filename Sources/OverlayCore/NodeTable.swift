@@ -154,6 +154,20 @@ struct NodeTable {
     private var liveNames = ProbingTable<UInt32>()
     /// Upper-object state by node ID; leaves with its node.
     var upperObjects: [UInt64: UpperObject] = [:]
+    /// Files open through the mount, by node: descriptors handed out by
+    /// `OverlayFileSystem.openFile` and `create` minus `fileReleased` calls.
+    var openFiles: [UInt64: Int] = [:]
+
+    /// Drops the `O_PATH` handle that `keepReachable` gave node `id` once its
+    /// name is gone and its last open file closed: nothing can reach the
+    /// object any more, and the handle would keep its blocks allocated until
+    /// the kernel's FORGET. Shared nodes (hard links) keep theirs.
+    mutating func dropHandleOfUnlinked(_ id: UInt64) {
+        guard let node = nodes[id], let object = upperObjects[id], object.sharedKey == nil, object.handle != nil,
+              liveNode(parent: node.parent, name: node.name.fileName) != id else { return }
+        upperObjects[id] = nil
+        nodes[id]!.detached = true
+    }
 
     /// Sets (or with nil, removes) the cached entry for `name` in directory
     /// `parent`, if it lives. A live node at its own name goes to `liveNames`;
@@ -373,6 +387,7 @@ struct NodeTable {
             }
             nodes[current] = nil
             directories[current] = nil
+            openFiles[current] = nil
             if let key = upperObjects.removeValue(forKey: current)?.sharedKey, sharedNodes[key] == current { sharedNodes[key] = nil }
             removed.append((current, n.resolution.isDirectory ? n.resolution.layers : []))
             nodes[n.parent]?.pins -= 1

@@ -44,6 +44,7 @@ extension OverlayFileSystem {
         // Reopen with the caller's flags (O_APPEND etc.) on the now-placed inode.
         let passed = OpenFlags(rawValue: flags & (OpenFlags.accessModeMask | O_NONBLOCK | O_SYNC | O_DSYNC))
         let file = try system("cannot open \(name)") { try opened.reopen(passed) }
+        table.withLock { $0.openFiles[node, default: 0] += 1 }
         return (node, attributes, file)
     }
 
@@ -256,11 +257,16 @@ extension OverlayFileSystem {
     /// file open: fstat, ftruncate, fallocate, fchmod, fsetxattr and utimes on
     /// that descriptor must keep reaching the object, as they do on kernel
     /// overlayfs (without it they answered ENOENT or a stale size). The handle
-    /// goes with the node at the kernel's FORGET; with it the node is no longer
-    /// marked detached (`NodeTable.detach`). Lower objects need none: they
-    /// never change. A no-op where the node already has one (hard links).
+    /// goes at the last close of the object's open files (`fileReleased`), or
+    /// with the node at the kernel's FORGET; with it the node is no longer
+    /// marked detached (`NodeTable.detach`). Taken only while the object is
+    /// open through the mount: otherwise nothing can reach it after the name
+    /// goes, and the handle would only keep its space allocated. Lower objects
+    /// need none: they never change. A no-op where the node already has one
+    /// (hard links).
     func keepReachable(_ node: UInt64, _ resolution: Resolution, named name: FileName, in parent: UInt64) {
         guard !resolution.isDirectory, resolution.topLayer == 0, (try? record(node).handle) == nil,
+              table.withLock({ $0.openFiles[node] ?? 0 }) > 0,
               let upper = try? directory(node: parent, layer: 0), let handle = try? upper.open(name, [.path]),
               (try? handle.attributes().inode) == resolution.objectInode else { return }
         table.withLock { t in

@@ -363,13 +363,35 @@ public final class OverlayFileSystem: Sendable {
             try copyUp(node, withData: flags & OpenFlags.truncate.rawValue == 0)
         }
         let passed = OpenFlags(rawValue: flags & (OpenFlags.accessModeMask | O_NONBLOCK | O_TRUNC | O_SYNC | O_DSYNC))
+        let file: Descriptor
         if let handle = try record(node).handle {
-            return try system("cannot open \(n.name)") { try handle.reopen(passed) }
+            file = try system("cannot open \(n.name)") { try handle.reopen(passed) }
+        } else {
+            let (parent, name, _) = try location(of: node)
+            // The kernel sends OPEN for regular files only: anything else is a layer
+            // changed behind the mount, refused rather than blocked on (a fifo).
+            file = try system("cannot open \(name)") { try parent.openRegularFile(name, passed) }
         }
-        let (parent, name, _) = try location(of: node)
-        // The kernel sends OPEN for regular files only: anything else is a layer
-        // changed behind the mount, refused rather than blocked on (a fifo).
-        return try system("cannot open \(name)") { try parent.openRegularFile(name, passed) }
+        table.withLock { $0.openFiles[node, default: 0] += 1 }
+        return file
+    }
+
+    /// Reports that a descriptor from `openFile` or `create` for `node` was
+    /// closed (FUSE RELEASE). When the last one of an object whose name is
+    /// gone closes, the daemon lets go of the object too, so its space is
+    /// freed at once, as on kernel overlayfs, not at the kernel's later FORGET.
+    /// (A library caller that never reports its closes keeps such objects
+    /// until `forget`.)
+    public func fileReleased(_ node: UInt64) {
+        table.withLock { t in
+            guard let count = t.openFiles[node] else { return }
+            if count > 1 {
+                t.openFiles[node] = count - 1
+                return
+            }
+            t.openFiles[node] = nil
+            t.dropHandleOfUnlinked(node)
+        }
     }
 
     /// A read-only descriptor of file `node` on a mount without an upper layer,

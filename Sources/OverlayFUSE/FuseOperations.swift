@@ -93,7 +93,10 @@ enum FuseOperations {
                 // (one node per upper object, hard links included), which updates the cache
                 // as it writes and truncates. (Changing layers behind the mount is unsupported.)
                 fi.pointee.keep_cache = 1
-                if fuse_reply_open(req, fi) != 0 { _ = c.handles.removeFile(fi.pointee.fh) }
+                if fuse_reply_open(req, fi) != 0 {
+                    _ = c.handles.removeFile(fi.pointee.fh)
+                    c.overlay.fileReleased(UInt64(ino))
+                }
             } catch { c.fail(req, error, "open") }
         }
         ops.read = { req, ino, size, offset, fi in
@@ -112,9 +115,9 @@ enum FuseOperations {
             _ = fuse_reply_data(req, &buffer, FUSE_BUF_SPLICE_MOVE)
             withExtendedLifetime(d) {}
         }
-        ops.release = { req, _, fi in
+        ops.release = { req, ino, fi in
             let c = FuseContext.of(req)
-            if let fi { _ = c.handles.removeFile(fi.pointee.fh) }
+            if let fi, c.handles.removeFile(fi.pointee.fh) != nil { c.overlay.fileReleased(UInt64(ino)) }
             fuse_reply_err(req, 0)
         }
         // No FLUSH handler: the kernel gets ENOSYS once and stops sending FLUSH on

@@ -83,6 +83,7 @@ enum FuseWriteOperations {
                 var e = c.entry(node: node, attributes: attributes)
                 if fuse_reply_create(req, &e, fi) != 0 {
                     _ = c.handles.removeFile(fi.pointee.fh)
+                    c.overlay.fileReleased(node)
                     c.overlay.forget(node, count: 1)
                 }
             } catch { c.fail(req, error, "create") }
