@@ -10,11 +10,6 @@ enum DiffMarkers {
     static let capability = "security.capability"
     /// fuse-overlayfs's opaque xattr.
     static let fuseOverlayOpaque = "user.fuseoverlayfs.opaque"
-    /// Opaque value meaning "not opaque, but holds xwhiteouts" (kernel 6.7+).
-    static let hasExtendedWhiteoutsValue: [UInt8] = Array("x".utf8)
-    /// A zero-size regular file with one of these xattrs is a whiteout when its
-    /// parent's opaque xattr is `x` (kernel "xwhiteouts").
-    static let whiteoutXattrs = ["trusted.overlay.whiteout", "user.overlay.whiteout"]
     /// `redirect_dir=on`: a renamed directory names its old path here.
     static let redirectXattrs: [[UInt8]] = [Array("trusted.overlay.redirect".utf8), Array("user.overlay.redirect".utf8)]
     /// `metacopy=on`: the upper file holds metadata only; data is in the lower file.
@@ -53,7 +48,7 @@ struct UpperDirectoryMarkers {
             if DiffMarkers.opaqueXattrs.contains(key) {
                 let v = try value(key)
                 if v == OverlayMarkers.opaqueValue { markers.opaque = true }
-                if v == DiffMarkers.hasExtendedWhiteoutsValue { markers.hasExtendedWhiteouts = true }
+                if v == OverlayMarkers.holdsExtendedWhiteoutsValue { markers.hasExtendedWhiteouts = true }
             } else if DiffMarkers.redirectXattrs.contains(key) {
                 markers.redirect = try value(key) ?? []
             }

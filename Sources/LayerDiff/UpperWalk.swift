@@ -258,13 +258,13 @@ public final class UpperWalk: ChangeSource {
             try reading("cannot read xattrs of \(name) in a lower layer") {
                 let marked = try DiffMarkers.opaqueXattrs.contains { key in
                     do {
-                        return try directory.extendedAttribute(String(decoding: key, as: UTF8.self)) == DiffMarkers.hasExtendedWhiteoutsValue
+                        return try directory.extendedAttribute(String(decoding: key, as: UTF8.self)) == OverlayMarkers.holdsExtendedWhiteoutsValue
                     } catch let error as SystemCallError where error.errno == ENOTSUP {
                         return false   // a filesystem without xattrs has no xwhiteouts
                     }
                 }
                 guard marked else { return false }
-                return try DiffMarkers.whiteoutXattrs.contains { try directory.extendedAttribute($0, of: name) != nil }
+                return try OverlayMarkers.extendedWhiteoutXattrs.contains { try directory.extendedAttribute($0, of: name) != nil }
             }
         }
 
@@ -289,7 +289,7 @@ public final class UpperWalk: ChangeSource {
 
         func isExtendedWhiteout(_ name: FileName, in directory: Descriptor) throws -> Bool {
             try reading("cannot read xattrs of \(name) in upper directory \(upperPath)") {
-                for key in DiffMarkers.whiteoutXattrs where try directory.extendedAttribute(key, of: name) != nil {
+                for key in OverlayMarkers.extendedWhiteoutXattrs where try directory.extendedAttribute(key, of: name) != nil {
                     return true
                 }
                 return false

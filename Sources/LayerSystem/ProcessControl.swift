@@ -143,20 +143,9 @@ public enum ProcessControl {
             guard pthread_attr_init(&attributes) == 0 else { return try escapable() }
             defer { pthread_attr_destroy(&attributes) }
             _ = pthread_attr_setstacksize(&attributes, stackBytes)
-            let context = Unmanaged.passRetained(job)
-            var thread = pthread_t()
-            // SAFETY: the thread owns one retain of `job` (released when it ends); this
-            // thread blocks in pthread_join until then, so `body`, which `job` captures,
-            // is used by one thread at a time and never after this call returns.
-            let rc = pthread_create(&thread, &attributes, { raw in
-                let job = Unmanaged<ThreadJob>.fromOpaque(raw!).takeRetainedValue()
-                job.run()
-                return nil
-            }, context.toOpaque())
-            guard rc == 0 else {
-                context.release()
-                return try escapable()
-            }
+            // This thread blocks in pthread_join until the job ends, so `body`, which
+            // `job` captures, is used by one thread at a time and never after this returns.
+            guard let thread = spawn(job, &attributes) else { return try escapable() }
             _ = pthread_join(thread, nil)
             guard let result else { throw SystemCallError("pthread_join", errno: EINVAL) }
             return try result.get()
@@ -164,7 +153,38 @@ public enum ProcessControl {
     }
 }
 
-/// The work a thread of `ProcessControl.runOnThread` runs.
+extension ProcessControl {
+    /// Starts `body` on a new joinable thread (a daemon's helper thread);
+    /// returns the thread as an integer, for `joinThread` and
+    /// `strata_signal_thread`, or nil if none could be made.
+    /// Wraps `pthread_create(3)`.
+    public static func startThread(_ body: @escaping @Sendable () -> Void) -> UInt? {
+        spawn(ThreadJob(body), nil).map { UInt($0) }
+    }
+
+    /// Waits for a thread of `startThread` to end. Wraps `pthread_join(3)`.
+    public static func joinThread(_ thread: UInt) {
+        _ = pthread_join(pthread_t(thread), nil)
+    }
+
+    /// Runs `job` on a new thread, which owns one retain of it until it ends.
+    fileprivate static func spawn(_ job: ThreadJob, _ attributes: UnsafePointer<pthread_attr_t>?) -> pthread_t? {
+        let context = Unmanaged.passRetained(job)
+        var thread = pthread_t()
+        // SAFETY: the new thread takes over the retain above and releases it when `run` returns.
+        let rc = pthread_create(&thread, attributes, { raw in
+            Unmanaged<ThreadJob>.fromOpaque(raw!).takeRetainedValue().run()
+            return nil
+        }, context.toOpaque())
+        guard rc == 0 else {
+            context.release()
+            return nil
+        }
+        return thread
+    }
+}
+
+/// The work a thread of `ProcessControl.runOnThread` or `startThread` runs.
 private final class ThreadJob {
     let run: () -> Void
     init(_ run: @escaping () -> Void) { self.run = run }

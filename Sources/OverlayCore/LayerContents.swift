@@ -32,19 +32,12 @@ struct LayerContents {
                 }
                 var kind = entry.kind
                 var inode = entry.inode
-                if extendedWhiteouts && (kind == nil || kind == .regular) {
-                    guard let attributes = try directory.descriptor.attributesIfPresent(of: entry.name) else { return }
-                    if OverlayMarkers.isExtendedWhiteout(entry.name, attributes, in: directory.descriptor) {
-                        contents.whiteouts.insert(entry.name)
-                        return
-                    }
-                    kind = attributes.kind
-                    inode = attributes.inode
-                }
-                if kind == nil || kind == .characterDevice {
+                // One stat where the type alone cannot tell a whiteout from an object.
+                if kind == nil || kind == .characterDevice || (extendedWhiteouts && kind == .regular) {
                     // Vanished since the scan: as if never listed.
                     guard let attributes = try directory.descriptor.attributesIfPresent(of: entry.name) else { return }
-                    if OverlayMarkers.isWhiteoutDevice(attributes) {
+                    if OverlayMarkers.isWhiteoutDevice(attributes)
+                        || (extendedWhiteouts && OverlayMarkers.isExtendedWhiteout(entry.name, attributes, in: directory.descriptor)) {
                         contents.whiteouts.insert(entry.name)
                         return
                     }

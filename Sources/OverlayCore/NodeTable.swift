@@ -29,14 +29,27 @@ struct NodeTable {
         }
     }
 
-    /// What is cached for `name` in `parent`: nil if nothing, `.some(nil)` if absent.
-    func cachedResolution(parent: UInt64, name: FileName) -> Resolution?? {
+    /// What is cached for `name` in `parent`, taking one kernel reference to
+    /// the node of a cached object (as `reference` would): nil if nothing is
+    /// cached, `.some(nil)` if the name is cached as absent. One search of the
+    /// caches serves both the answer and the reference.
+    mutating func referenceCached(parent: UInt64, name: FileName) -> (id: UInt64, resolution: Resolution)?? {
         switch child(parent: parent, name: name) {
         case nil: return nil
         case .absent: return .some(nil)
-        case .resolved(let resolution): return resolution
-        case .live(let id): return nodes[id].map { .some($0.resolution) } ?? nil
+        case .resolved(let resolution): return (reference(parent: parent, name: name, resolution: resolution), resolution)
+        case .live(let id):
+            guard let node = nodes[id] else { return nil }
+            addReference(id)
+            return (id, node.resolution)
         }
+    }
+
+    /// One more kernel reference to live node `id`.
+    mutating func addReference(_ id: UInt64) {
+        useClock += 1
+        nodes[id]!.lookups += 1
+        nodes[id]!.lastUse = UInt32(truncatingIfNeeded: useClock)
     }
 
     /// The live node named `name` in `parent`, if any.
@@ -325,19 +338,17 @@ struct NodeTable {
     /// that node; a new node for an upper non-directory with several links is
     /// registered as shared (the caller then attaches its `handle`).
     mutating func reference(parent: UInt64, name: FileName, resolution: Resolution) -> UInt64 {
-        useClock += 1
         if let existing = liveNode(parent: parent, name: name), nodes[existing] != nil {
-            nodes[existing]!.lookups += 1
-            nodes[existing]!.lastUse = UInt32(truncatingIfNeeded: useClock)
+            addReference(existing)
             return existing
         }
         let sharable = !resolution.isDirectory && resolution.topLayer == 0
         if sharable, let shared = sharedNodes[resolution.objectInode], nodes[shared] != nil {
-            nodes[shared]!.lookups += 1
-            nodes[shared]!.lastUse = UInt32(truncatingIfNeeded: useClock)
+            addReference(shared)
             setChild(.live(shared), parent: parent, name: name)
             return shared
         }
+        useClock += 1
         // The index's copy of the name, if it has one: one buffer for both.
         var nodeName = NodeName(name)
         if let index = directories[parent]?.lowerIndex, let position = index.position(of: name) {

@@ -101,14 +101,10 @@ public final class OverlayFileSystem: Sendable {
         guard name.isValidComponent, !OverlayMarkers.isOCIMarker(name) else { throw .notFound() }
         enum Cached { case hit(UInt64, FileAttributes, inUpper: Bool, needsHandle: Bool), negative, miss }
         let cached: Cached = try table.withLock { (t) throws(OverlayError) -> Cached in
-            // The parent is read in place, never bound as a whole: a copy of its Node
-            // alive while `reference` writes its `children` would make that write copy
-            // the whole name cache (quadratic over a directory of 10k names).
             guard let resolution = t.nodes[parent]?.resolution else { throw OverlayError(.notFound, errno: ESTALE, "stale node \(parent)") }
             guard resolution.isDirectory else { throw OverlayError(.notADirectory, errno: ENOTDIR, "not a directory") }
-            if let cached = t.cachedResolution(parent: parent, name: name) {
-                guard let found = cached else { return .negative }
-                let id = t.reference(parent: parent, name: name, resolution: found)
+            if let cached = t.referenceCached(parent: parent, name: name) {
+                guard let (id, found) = cached else { return .negative }
                 return .hit(id, found.attributes, inUpper: found.topLayer == 0, needsHandle: t.needsHandle(id))
             }
             return .miss
@@ -130,10 +126,10 @@ public final class OverlayFileSystem: Sendable {
             let resolved = try resolveName(name, in: parent, from: topmost)
             let outcome: (UInt64, FileAttributes)? = table.withLock { t in
                 guard t.nodes[parent] != nil else { return nil }
-                if let cached = t.cachedResolution(parent: parent, name: name) {
+                if let cached = t.referenceCached(parent: parent, name: name) {
                     // Another thread resolved it first: use its result.
-                    guard let resolution = cached else { return nil }
-                    return (t.reference(parent: parent, name: name, resolution: resolution), resolution.attributes)
+                    guard let (id, resolution) = cached else { return nil }
+                    return (id, resolution.attributes)
                 }
                 guard let (resolution, _) = resolved else {
                     t.cacheAbsent(parent: parent, name: name)

@@ -1,5 +1,6 @@
 import CFuse
 import Glibc
+import LayerSystem
 import OverlayCore
 import Synchronization
 
@@ -33,17 +34,7 @@ final class NodeReclaimer: @unchecked Sendable {
     }
 
     func start() {
-        var tid = pthread_t()
-        let context = Unmanaged.passRetained(self).toOpaque()
-        // SAFETY: the reclaimer is retained for the thread's life and released by it.
-        let rc = pthread_create(&tid, nil, { raw in
-            let reclaimer = Unmanaged<NodeReclaimer>.fromOpaque(raw!).takeRetainedValue()
-            reclaimer.run()
-            return nil
-        }, context)
-        if rc == 0 { thread.store(UInt(tid), ordering: .releasing) } else {
-            Unmanaged<NodeReclaimer>.fromOpaque(context).release()
-        }
+        if let t = ProcessControl.startThread({ self.run() }) { thread.store(t, ordering: .releasing) }
     }
 
     private func run() {
@@ -68,6 +59,6 @@ final class NodeReclaimer: @unchecked Sendable {
     func stop() {
         finished.store(true, ordering: .releasing)
         let t = thread.load(ordering: .acquiring)
-        if t != 0 { _ = pthread_join(pthread_t(t), nil) }
+        if t != 0 { ProcessControl.joinThread(t) }
     }
 }

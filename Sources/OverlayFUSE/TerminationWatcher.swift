@@ -27,17 +27,7 @@ final class TerminationWatcher: Sendable {
     /// before the loop creates its workers.
     func start() {
         _ = strata_block_termination_signals()
-        var tid = pthread_t()
-        let context = Unmanaged.passRetained(self).toOpaque()
-        // SAFETY: the watcher is retained for the thread's life and released by it.
-        let rc = pthread_create(&tid, nil, { raw in
-            let watcher = Unmanaged<TerminationWatcher>.fromOpaque(raw!).takeRetainedValue()
-            watcher.watch()
-            return nil
-        }, context)
-        if rc == 0 { thread.store(UInt(tid), ordering: .releasing) } else {
-            Unmanaged<TerminationWatcher>.fromOpaque(context).release()
-        }
+        if let t = ProcessControl.startThread({ self.watch() }) { thread.store(t, ordering: .releasing) }
     }
 
     private func watch() {
@@ -59,7 +49,7 @@ final class TerminationWatcher: Sendable {
         let t = thread.load(ordering: .acquiring)
         if t != 0 {
             _ = strata_signal_thread(t, SIGUSR1)
-            _ = pthread_join(pthread_t(t), nil)
+            ProcessControl.joinThread(t)
         }
     }
 }
